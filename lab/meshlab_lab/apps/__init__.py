@@ -1,0 +1,1 @@
+"""Small programs that stand in for the container images of the mesh lab (bookinfo, placeholders)."""

@@ -1,0 +1,3 @@
+from meshlab_lab.dns.server import main
+
+main()
