@@ -16,7 +16,7 @@ export K8S_AUTH_KUBECONFIG := $(CURDIR)/.lab/kubeconfig
 PLAYBOOK := $(VBIN)/ansible-playbook -e @$(CURDIR)/.lab/ansible-vars.yml
 
 .PHONY: help deps venv pypath collection lint ruff yamllint ansible-lint sanity unit build-check \
-	lab-deps lab-up lab-down lab-test molecule test demo tour clean
+	lab-deps lab-build lab-up lab-down lab-test molecule test demo tour clean
 
 help:
 	@echo "make demo      - bring up the local lab, install the mesh lab with the collection, run all three modes"
@@ -39,10 +39,14 @@ pypath:
 	@mkdir -p $(PYPATH)/ansible_collections/meshlab
 	@ln -sfn $(CURDIR) $(PYPATH)/ansible_collections/meshlab/mtls
 
-# The tracked (and new, not ignored) files under ansible_collections/meshlab/mtls.
-collection:
-	@rm -rf $(COLL_DIR) && mkdir -p $(COLL_DIR)
-	@git ls-files -co --exclude-standard -z | rsync -a --from0 --files-from=- ./ $(COLL_DIR)/
+# The collection's tracked (and new, not ignored) files under ansible_collections/meshlab/mtls, without
+# the test bed (lab/, bench/), which is not part of the collection; kubernetes.core beside it, so that
+# ansible-test finds the dependency the way an installed collection would.
+collection: venv
+	@rm -rf $(COLL_ROOT) && mkdir -p $(COLL_DIR) $(COLL_ROOT)/ansible_collections/kubernetes
+	@git ls-files -co --exclude-standard -z | grep -zv -e '^lab/' -e '^bench/' | rsync -a --from0 --files-from=- ./ $(COLL_DIR)/
+	@kcore=$$($(VPY) -c 'import ansible_collections.kubernetes.core as k; print(list(k.__path__)[0])') && \
+		rsync -a "$$kcore"/ $(COLL_ROOT)/ansible_collections/kubernetes/core/
 	@cd $(COLL_DIR) && git init -q && git add -A
 
 # ---------------------------------------------------------------- static checks

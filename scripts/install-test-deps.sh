@@ -2,7 +2,7 @@
 # Debian packages the test suite needs on the controller (the lab's own are in lab/scripts/install-deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t wanted < <(printf '%s\n' git rsync curl openssl tcpdump; cat tests/unit/apt-packages.txt 2>/dev/null | sed 's/#.*//' | awk 'NF')
+mapfile -t wanted < <(printf '%s\n' git rsync curl openssl tcpdump; find tests -name apt-packages.txt -exec cat {} + | sed 's/#.*//' | awk 'NF')
 missing=()
 for pkg in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

@@ -183,8 +183,7 @@ def test_bookinfo_through_sidecars_and_strict_refuses_outsider(mesh_namespace):
     def productpage_html():
         done = kubectl("exec", "-n", ns, name, "-c", "productpage", "--", "curl", "-sS", "-m", "10",
                        "http://localhost:9080/productpage", check=False)
-        print(done.stdout[-600:], done.stderr)
-        return done.stdout if "William Shakespeare" in done.stdout and "Reviewer1" in done.stdout else None
+        return done.stdout if "Book Details" in done.stdout and "Reviewer1" in done.stdout else None
     html = wait(productpage_html, "productpage to show details and reviews through the mesh", 90)
     assert "Error fetching" not in html
     config = json.loads(kubectl("exec", "-n", ns, name, "-c", "istio-proxy", "--", "pilot-agent", "request",
@@ -194,6 +193,10 @@ def test_bookinfo_through_sidecars_and_strict_refuses_outsider(mesh_namespace):
 
     apply({"apiVersion": "security.istio.io/v1beta1", "kind": "PeerAuthentication",
            "metadata": {"name": "default", "namespace": ns}, "spec": {"mtls": {"mode": "STRICT"}}})
+    # with spec.security.dataPlane.automtls false (the lab's SMCP) clients need a DestinationRule to send mTLS
+    apply({"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
+           "metadata": {"name": "mtls", "namespace": ns},
+           "spec": {"host": f"*.{ns}.svc.cluster.local", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}})
     outsider = f"{ns}-out"
     kubectl("create", "namespace", outsider)
     try:

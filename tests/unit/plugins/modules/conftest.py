@@ -45,7 +45,7 @@ def server_name():
 def pki(tmp_path_factory):
     """A CA, a server certificate for SERVER_NAME signed by it, and an unrelated CA."""
     d = tmp_path_factory.mktemp("pki")
-    ca_key, other_key, srv_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca_key, other_key, srv_key = (ec.generate_private_key(ec.SECP256R1()) for _index in range(3))
     ca = _cert(_name("meshlab test CA"), _name("meshlab test CA"), ca_key, ca_key, True)
     other = _cert(_name("other CA"), _name("other CA"), other_key, other_key, True)
     srv = _cert(_name(SERVER_NAME), ca.subject, srv_key, ca_key, False, san=SERVER_NAME)
@@ -137,7 +137,7 @@ class _RawServer:
     def _loop(self):
         while not self.stopped.is_set():
             try:
-                conn, _ = self.sock.accept()
+                conn, _address = self.sock.accept()
             except OSError:
                 return
             if self.behaviour != "reset-now":

@@ -33,8 +33,8 @@ def test_resolve_connect_to_first_match_wins_and_blank_parts_keep_original():
 
 
 def _url_via(server_port, path="/productpage"):
-    return "https://%s%s" % (SERVER_NAME, path), [pe.parse_connect_to("%s:443:127.0.0.1:%d" % (SERVER_NAME,
-                                                                                                 server_port))]
+    rule = pe.parse_connect_to("%s:443:127.0.0.1:%d" % (SERVER_NAME, server_port))
+    return "https://%s%s" % (SERVER_NAME, path), [rule]
 
 
 def test_https_through_connect_to_keeps_sni_and_host(https_server, pki):
@@ -92,8 +92,8 @@ def test_run_external_summarizes_like_curl(https_server, pki, refused_port):
     url, rules = _url_via(https_server.server_address[1])
     row = run_external({"name": "external", "url": url, "rules": rules, "ca_file": str(pki / "ca.crt"),
                         "validate_certs": True}, 4, 5)
-    assert (row["result"], row["succeeded"], row["statuses"], row["curl_exits"]) == ("success", 4, {"200": 4},
-                                                                                      {"0": 4})
+    expected = ("success", 4, {"200": 4}, {"0": 4})
+    assert (row["result"], row["succeeded"], row["statuses"], row["curl_exits"]) == expected
     bad = run_external({"url": "http://127.0.0.1:%d/" % refused_port, "rules": []}, 3, 2)
     assert (bad["result"], bad["failed"], bad["curl_exits"]) == ("failure", 3, {"7": 3})
     assert bad["meaning"].startswith("connection refused")

@@ -63,7 +63,7 @@ needs_tcpdump = pytest.mark.skipif(
 
 
 def _sh(script):
-    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(["sh", "-c", script], check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -82,7 +82,7 @@ def test_real_capture_of_plaintext_http(http_server, tmp_path):
     url = "http://127.0.0.1:%d/details/0" % port
 
     def send():
-        for _ in range(3):
+        for _attempt in range(3):
             urllib.request.urlopen(url, timeout=5).read()
 
     found = _captured(port, str(tmp_path / "plain"), send)
@@ -97,7 +97,7 @@ def test_real_capture_of_tls(https_server, pki, tmp_path):
     ctx.check_hostname = False
 
     def send():
-        for _ in range(2):
+        for _attempt in range(2):
             urllib.request.urlopen("https://127.0.0.1:%d/" % port, timeout=5, context=ctx).read()
 
     found = _captured(port, str(tmp_path / "tls"), send)
@@ -107,6 +107,6 @@ def test_real_capture_of_tls(https_server, pki, tmp_path):
 @needs_tcpdump
 def test_start_script_reports_tcpdump_failure(tmp_path):
     script = wc.start_script(os.getpid(), 9080, str(tmp_path / "missing-dir" / "x"))
-    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(["sh", "-c", script], check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 3
     assert done.stderr.strip()
