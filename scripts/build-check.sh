@@ -8,7 +8,7 @@ trap 'rm -rf "$work"' EXIT
 ansible-galaxy collection build --output-path "$work/dist" "$src" >/dev/null
 tarball=$(ls "$work"/dist/meshlab-mtls-*.tar.gz)
 # kubernetes.core comes with the ansible package; --no-deps keeps this offline.
-ansible-galaxy collection install --no-deps -p "$work/installed" "$tarball" >/dev/null
+ANSIBLE_COLLECTIONS_PATH="$work/installed" ansible-galaxy collection install --force --no-deps -p "$work/installed" "$tarball" >/dev/null
 export ANSIBLE_COLLECTIONS_PATH="$work/installed:$(python -c 'import ansible_collections, os; print(os.path.dirname(list(ansible_collections.__path__)[0]))')"
 installed="$work/installed/ansible_collections/meshlab/mtls"
 if tar -tzf "$tarball" | grep -qE '^(lab|bench|molecule|\.ci)/'; then

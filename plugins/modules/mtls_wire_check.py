@@ -143,7 +143,7 @@ EXAMPLES = r"""
     method: capture
     client: {namespace: bookinfo, deployment: productpage-v1}
     server: {namespace: bookinfo, deployment: details-v1}
-    traffic_source: {namespace: bookinfo, deployment: inside-mesh, container: nginx}
+    traffic_source: {namespace: bookinfo, deployment: inside-mesh, container: inside-mesh}
     url: http://productpage.bookinfo.svc.cluster.local:9080/productpage
     service: details
     port: 9080
