@@ -16,7 +16,7 @@ export K8S_AUTH_KUBECONFIG := $(CURDIR)/.lab/kubeconfig
 PLAYBOOK := $(VBIN)/ansible-playbook -e @$(CURDIR)/.lab/ansible-vars.yml
 
 .PHONY: help deps venv pypath collection lint ruff yamllint ansible-lint sanity unit build-check \
-	lab-deps lab-build lab-up lab-down lab-test molecule test demo tour clean
+	lab-deps lab-build lab-up lab-down lab-test molecule test demo tour bench clean
 
 help:
 	@echo "make demo      - bring up the local lab, install the mesh lab with the collection, run all three modes"
@@ -85,7 +85,7 @@ lab-down: venv
 	$(LAB_ENV) $(VPY) -m meshlab_lab down
 
 lab-test: venv lab-build pypath
-	$(LAB_ENV):$(PYPATH) $(VPY) -m pytest -q -p no:cacheprovider lab/tests
+	$(LAB_ENV):$(PYPATH) $(VPY) -m pytest -q -p no:cacheprovider lab/tests bench/test_bench.py
 
 molecule: venv lab-deps pypath
 	cd $(CURDIR) && $(VBIN)/molecule test -s default
@@ -96,6 +96,10 @@ test: deps venv lint unit sanity build-check lab-test molecule
 demo: venv lab-up pypath
 	$(PLAYBOOK) playbooks/install.yml
 	$(PLAYBOOK) playbooks/tour.yml
+
+# Numbers, not pass/fail: lab start, install and re-run, each mode, and the article's way (bench/README.md).
+bench: venv pypath
+	$(LAB_ENV) $(VPY) bench/run.py $(BENCH_ARGS)
 
 tour: venv pypath
 	$(PLAYBOOK) playbooks/tour.yml

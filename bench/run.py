@@ -160,6 +160,10 @@ def bench_lab_start(cold: bool) -> list[tuple[str, float | None, str]]:
     return rows
 
 
+def make_pypath() -> None:
+    subprocess.run(["make", "-s", "-C", str(REPO), "pypath"], check=True)
+
+
 def playbook(name: str, log_name: str) -> dict:
     env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(KUBECONFIG),
                ANSIBLE_COLLECTIONS_PATH=str(REPO / ".build" / "pypath"),
@@ -206,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
               "(start the lab with `make lab-up`)", file=sys.stderr)
         return 2
     print(f"lab API answers: {version}")
-    subprocess.run(["make", "-s", "-C", str(REPO), "pypath"], check=True)
+    make_pypath()
 
     if not args.skip_install:
         for key, label in (("install", "install.yml"), ("install-rerun", "install.yml re-run (idempotent)")):

@@ -3,6 +3,7 @@
 Run: .venv/bin/python -m pytest -q bench/test_bench.py
 """
 import http.server
+import json
 import importlib.util
 import threading
 from pathlib import Path
@@ -118,3 +119,26 @@ def test_needs_root(monkeypatch, capsys):
     monkeypatch.setattr(run.os, "geteuid", lambda: 1000)
     assert run.main(["--skip-lab-start"]) == 2
     assert "needs root" in capsys.readouterr().err
+
+
+def test_main_flow_without_lab(tmp_path, monkeypatch, capsys):
+    """main() end to end with the lab-touching calls replaced: order of runs, table and JSON."""
+    calls = []
+    monkeypatch.setattr(run.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(run, "api_version", lambda: "v1.20.2")
+    monkeypatch.setattr(run, "make_pypath", lambda: None)
+    monkeypatch.setattr(run, "playbook", lambda name, log: calls.append(name) or
+                        {"seconds": 1.5, "rc": 0, "changed": 0 if "rerun" in log else 7, "log": log})
+    monkeypatch.setattr(run, "read_report", lambda mode, t: {"verdict": "PASS", "converged_after_s": 2.5})
+    monkeypatch.setattr(run, "article_way", lambda prefix: {"seconds": 18.2, "rc": 0, "statuses": {"200": 10},
+                                                            "requests": 10, "stderr": ""})
+    out = tmp_path / "bench.json"
+    assert run.main(["--skip-lab-start", "--modes", "STRICT,DISABLE", "--json", str(out)]) == 0
+    assert calls == ["install.yml", "install.yml", "mtls-strict.yml", "mtls-disable.yml"]
+    data = json.loads(out.read_text())
+    assert data["install"]["changed"] == 7 and data["install-rerun"]["changed"] == 0
+    assert list(data["modes"]) == ["STRICT", "DISABLE"]
+    assert data["modes"]["STRICT"]["article"]["outside-mesh"]["statuses"] == {"200": 10}
+    assert {"metric": "STRICT converged_after_s", "seconds": 2.5, "detail": "from the JSON report"} in data["table"]
+    printed = capsys.readouterr().out
+    assert "install.yml re-run (idempotent)" in printed and "changed=0 rc=0" in printed

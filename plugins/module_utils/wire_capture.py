@@ -16,6 +16,7 @@ import base64
 import binascii
 import json
 import re
+import shlex
 
 PCAP_HEADER_BYTES = 24
 DEFAULT_IMAGE = "docker.io/nicolaka/netshoot:latest"
@@ -80,15 +81,18 @@ def pid_from_crictl(text):
     return pid
 
 
-def start_script(pid, port, base, wait_s=20):
+def start_script(pid, port, base, wait_s=20, interface="eth0"):
     """Start tcpdump in the background and return once the pcap file holds its header.
+
+    The capture is on the pod's own interface (``eth0``): that is the wire between pods. ``any`` would
+    also record the sidecar's hop to the application over loopback, which is plaintext in every mode.
 
     Prints the tcpdump PID. Fails (exit 3) with tcpdump's own output if tcpdump dies, or (exit 4)
     if the header does not appear within ``wait_s`` seconds.
     """
     return (
         # --immediate-mode: packets reach the file at once, so none is still buffered when SIGINT comes
-        "nsenter -n -t {pid} tcpdump -i any -U --immediate-mode -w {base}.pcap tcp port {port} "
+        "nsenter -n -t {pid} tcpdump -i {interface} -U --immediate-mode -w {base}.pcap tcp port {port} "
         "</dev/null >{base}.log 2>&1 &\n"
         "tp=$!; echo $tp >{base}.pid; end=$(( $(date +%s) + {wait} ))\n"
         "while [ ! -f {base}.pcap ] || [ $(wc -c <{base}.pcap) -lt {hdr} ]; do\n"
@@ -97,7 +101,8 @@ def start_script(pid, port, base, wait_s=20):
         "  sleep 0.05\n"
         "done\n"
         "echo $tp\n"
-    ).format(pid=int(pid), port=int(port), base=base, wait=int(wait_s), hdr=PCAP_HEADER_BYTES)
+    ).format(pid=int(pid), port=int(port), base=base, wait=int(wait_s), hdr=PCAP_HEADER_BYTES,
+             interface=shlex.quote(interface))
 
 
 def stop_script(base, wait_s=20):

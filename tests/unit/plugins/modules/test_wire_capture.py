@@ -69,7 +69,7 @@ def _sh(script):
 
 
 def _captured(port, base, send):
-    pid_line = _sh(wc.start_script(os.getpid(), port, base))
+    pid_line = _sh(wc.start_script(os.getpid(), port, base, interface="lo"))
     assert int(pid_line.strip()) > 0
     assert os.path.getsize(base + ".pcap") >= wc.PCAP_HEADER_BYTES
     send()
