@@ -4,7 +4,7 @@
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "install-deps.sh: run as root" >&2; exit 1; }
 
-PKGS=(golang-go rsync etcd-server iproute2 iptables tcpdump nginx-light dpkg-dev curl util-linux openssl
+PKGS=(golang-go rsync etcd-server iproute2 iptables tcpdump nginx-light haproxy dpkg-dev curl util-linux openssl
       golang-github-modern-go-reflect2-dev conntrack procps make gcc python3)
 SRC_LIST=/etc/apt/sources.list.d/meshlab-deb-src.sources
 

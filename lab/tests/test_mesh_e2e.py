@@ -3,6 +3,7 @@ STRICT towards a client outside the mesh. Skipped when the lab (``make lab-up``)
 tests also need the Service Mesh operator emulation to have created an SMCP."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -212,3 +213,161 @@ def test_bookinfo_through_sidecars_and_strict_refuses_outsider(mesh_namespace):
         assert wait(productpage_html, "mesh traffic to still flow under STRICT", 60)
     finally:
         kubectl("delete", "namespace", outsider, "--wait=false", check=False)
+
+
+# ---------------------------------------------------------------- real Envoy, read by the collection
+REPO = LAB.parent
+sys.path.insert(0, str(REPO / "plugins" / "module_utils"))
+import envoy_tls  # noqa: E402  (the collection's own parser, run against a real Envoy's dump)
+
+TOOLS_IMAGE = "docker.io/nicolaka/netshoot:latest"
+STATS_PREFIXES = "cluster.outbound,listener.0.0.0.0_15006"
+
+
+def tools_deployment(ns, app, annotations=None):
+    doc = deployment(ns, app, TOOLS_IMAGE, annotations)
+    doc["spec"]["template"]["spec"]["containers"][0]["ports"] = []
+    return doc
+
+
+@pytest.fixture(scope="module")
+def envoy_mesh(lab):
+    """details (sidecar, asks for TLS stats), productpage (sidecar, Istio's default stats), ``inside``
+    (sidecar) and ``outside`` (another namespace, no sidecar) in a fresh mesh member namespace."""
+    smcp = control_plane()
+    if smcp is None:
+        pytest.skip("no ServiceMeshControlPlane in the lab (operators addon not installed/run)")
+    cp_ns = smcp["metadata"]["namespace"]
+    smmr = get_json("smmr", "default", "-n", cp_ns)
+    if smmr is None:
+        pytest.skip("no ServiceMeshMemberRoll default")
+    ns, outsider = new_namespace(), new_namespace()
+    members = sorted(set(smmr["spec"].get("members") or []) | {ns})
+    kubectl("patch", "smmr", "default", "-n", cp_ns, "--type=merge", "-p", json.dumps({"spec": {"members": members}}))
+    wait(lambda: (get_json("namespace", ns) or {}).get("metadata", {}).get("labels", {}).get(
+        "maistra.io/member-of") == cp_ns, "the namespace to become a mesh member", 60)
+    inject = {"sidecar.istio.io/inject": "true"}
+    apply(deployment(ns, "details", DETAILS_IMAGE, dict(inject, **{
+        "sidecar.istio.io/statsInclusionPrefixes": STATS_PREFIXES})))
+    apply(deployment(ns, "productpage", BOOKINFO.format("productpage-v1"), inject))
+    for app in ("details", "productpage"):
+        apply(service(ns, app))
+    apply(tools_deployment(ns, "inside", inject))
+    apply(tools_deployment(outsider, "outside"))
+    pods = {app: wait(lambda a=app: ready_pod(ns, a), f"{app} ready with its sidecar")
+            for app in ("details", "productpage", "inside")}
+    pods["outside"] = wait(lambda: ready_pod(outsider, "outside"), "the outside pod")
+    yield {"ns": ns, "outsider": outsider, "pods": pods}
+    for name in (ns, outsider):
+        kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def agent_get(mesh, app, path) -> str:
+    pod = mesh["pods"][app]["metadata"]["name"]
+    return kubectl("exec", "-n", mesh["ns"], pod, "-c", "istio-proxy", "--", "pilot-agent", "request", "GET",
+                   path).stdout
+
+
+def curl_details(mesh, source):
+    pod = mesh["pods"][source]
+    url = f"http://details.{mesh['ns']}.svc.cluster.local:9080/details/0"
+    if source == "outside":
+        url = f"http://{mesh['pods']['details']['status']['podIP']}:9080/details/0"
+    done = kubectl("exec", "-n", pod["metadata"]["namespace"], pod["metadata"]["name"], "-c", source, "--",
+                   "curl", "-sS", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}", url, check=False)
+    return done.returncode, done.stdout.strip()
+
+
+def set_mode(mesh, mode, client_tls, extra=()):
+    ns = mesh["ns"]
+    kubectl("delete", "peerauthentication", "--all", "-n", ns, check=False)
+    apply({"apiVersion": "security.istio.io/v1beta1", "kind": "PeerAuthentication",
+           "metadata": {"name": "default", "namespace": ns}, "spec": {"mtls": {"mode": mode}}})
+    apply({"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
+           "metadata": {"name": "mtls", "namespace": ns},
+           "spec": {"host": f"*.{ns}.svc.cluster.local", "trafficPolicy": {"tls": {"mode": client_tls}}}})
+    for doc in extra:
+        apply(doc)
+
+
+def wait_inbound(mesh, app, expected: dict) -> dict:
+    """Until the collection's parser reads ``expected`` ({port: mode}) from the real Envoy's config dump."""
+    def read():
+        modes = envoy_tls.inbound_modes(json.loads(agent_get(mesh, app, "config_dump")))
+        return modes if all(modes.get(k) == v for k, v in expected.items()) else None
+    return wait(read, f"{app}'s Envoy to serve {expected}", 60)
+
+
+def wait_status(mesh, source, want):
+    return wait(lambda: (lambda got: got if got == want else None)(curl_details(mesh, source)),
+                f"{source} -> details to give {want}", 60)
+
+
+@pytest.mark.parametrize("mode, client_tls, outside", [("STRICT", "ISTIO_MUTUAL", (56, "000")),
+                                                       ("PERMISSIVE", "ISTIO_MUTUAL", (0, "200")),
+                                                       ("DISABLE", "DISABLE", (0, "200"))])
+def test_real_envoy_modes_read_by_the_collection(envoy_mesh, mode, client_tls, outside):
+    set_mode(envoy_mesh, mode, client_tls)
+    modes = wait_inbound(envoy_mesh, "details", {9080: mode})
+    assert modes["*"] == mode  # the catch-all chains follow the namespace policy too
+    dump = json.loads(agent_get(envoy_mesh, "details", "config_dump"))
+    rows = [r for r in envoy_tls.summarize(dump) if r["listener"] == "virtualInbound"]
+    assert any(r["mtls"] for r in rows) == (mode != "DISABLE")
+    assert wait_status(envoy_mesh, "inside", (0, "200"))
+    assert wait_status(envoy_mesh, "outside", outside)
+    client = envoy_tls.outbound_tls(json.loads(agent_get(envoy_mesh, "inside", "config_dump")))
+    assert client[f"outbound|9080||details.{envoy_mesh['ns']}.svc.cluster.local"] is (client_tls == "ISTIO_MUTUAL")
+
+
+def test_workload_and_port_level_peer_authentication(envoy_mesh):
+    ns = envoy_mesh["ns"]
+    workload = {"apiVersion": "security.istio.io/v1beta1", "kind": "PeerAuthentication",
+                "metadata": {"name": "details-strict", "namespace": ns},
+                "spec": {"selector": {"matchLabels": {"app": "details"}}, "mtls": {"mode": "STRICT"}}}
+    set_mode(envoy_mesh, "PERMISSIVE", "ISTIO_MUTUAL", [workload])
+    wait_inbound(envoy_mesh, "details", {9080: "STRICT"})
+    assert wait_inbound(envoy_mesh, "productpage", {9080: "PERMISSIVE"})
+    assert wait_status(envoy_mesh, "outside", (56, "000"))
+    workload["spec"]["portLevelMtls"] = {"9080": {"mode": "DISABLE"}}
+    apply(workload)
+    modes = wait_inbound(envoy_mesh, "details", {9080: "DISABLE"})
+    assert modes["*"] == "STRICT"  # the rest of the workload stays STRICT
+    assert wait_status(envoy_mesh, "outside", (0, "200"))
+
+
+def test_envoy_503_flags_uc_and_uf(envoy_mesh):
+    set_mode(envoy_mesh, "STRICT", "DISABLE")
+    wait_inbound(envoy_mesh, "details", {9080: "STRICT"})
+    assert wait_status(envoy_mesh, "inside", (0, "503"))
+    assert re.search(r'istio_requests_total\{[^}]*response_code="503",response_flags="UC"',
+                     agent_get(envoy_mesh, "inside", "stats/prometheus"))
+    set_mode(envoy_mesh, "DISABLE", "ISTIO_MUTUAL")
+    wait_inbound(envoy_mesh, "details", {9080: "DISABLE"})
+    assert wait_status(envoy_mesh, "inside", (0, "503"))
+    assert re.search(r'istio_requests_total\{[^}]*response_code="503",response_flags="[^"]*UF',
+                     agent_get(envoy_mesh, "inside", "stats/prometheus"))
+
+
+def test_server_info_and_default_stats_inclusion(envoy_mesh):
+    info = json.loads(agent_get(envoy_mesh, "productpage", "server_info"))
+    assert info["version"].split("/")[1] == "1.40.0" and info["state"] == "LIVE"
+    default = agent_get(envoy_mesh, "productpage", "stats")
+    assert "cluster.outbound|" not in default and "listener.0.0.0.0_15006." not in default
+    asked = agent_get(envoy_mesh, "details", "stats")
+    assert "cluster.outbound|9080||" in asked and "listener.0.0.0.0_15006.downstream_cx_total" in asked
+
+
+def test_istio_requests_total_tells_mutual_tls_from_plaintext(envoy_mesh):
+    set_mode(envoy_mesh, "PERMISSIVE", "ISTIO_MUTUAL")
+    wait_inbound(envoy_mesh, "details", {9080: "PERMISSIVE"})
+    assert wait_status(envoy_mesh, "inside", (0, "200"))
+    assert wait_status(envoy_mesh, "outside", (0, "200"))
+    text = agent_get(envoy_mesh, "details", "stats/prometheus")
+    series = [line for line in text.splitlines() if line.startswith("istio_requests_total{")
+              and 'reporter="destination"' in line and 'response_code="200"' in line]
+    assert any('source_workload="inside-v1"' in s and 'connection_security_policy="mutual_tls"' in s for s in series)
+    assert any('source_workload="unknown"' in s and 'connection_security_policy="none"' in s for s in series)
+    merged = kubectl("exec", "-n", envoy_mesh["ns"], envoy_mesh["pods"]["inside"]["metadata"]["name"], "-c", "inside",
+                     "--", "curl", "-sS", "-m", "10",
+                     f"http://{envoy_mesh['pods']['details']['status']['podIP']}:15020/stats/prometheus").stdout
+    assert "istio_requests_total{" in merged and "envoy_server_live" in merged

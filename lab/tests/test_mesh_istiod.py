@@ -1,17 +1,12 @@
 """The istiod emulation's outputs without a cluster: files pushed to proxy folders (config, certs, rotation),
 the HTTPS injection webhook, and the Route router's edge TLS forwarding (real TLS, real curl)."""
-import asyncio
 import base64
 import datetime
 import json
 import os
-import shutil
 import ssl
-import subprocess
 import sys
-import threading
 import urllib.request
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,8 +14,7 @@ from cryptography import x509
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from meshlab_lab.apps import bookinfo  # noqa: E402
-from meshlab_lab.mesh import istiod as istiod_mod, proxy_config, router as router_mod  # noqa: E402
+from meshlab_lab.mesh import istiod as istiod_mod, proxy_config, xds  # noqa: E402
 from meshlab_lab.mesh.snapshot import Snapshot  # noqa: E402
 
 ROOT = "istio-system"
@@ -45,6 +39,20 @@ def snapshot(pa_mode="PERMISSIVE"):
     return snap
 
 
+def workload_cert(folder) -> bytes:
+    """The certificate istiod delivered in the SDS secret ``default``."""
+    response = json.loads((folder / xds.SECRET_FILES["default"]).read_text())
+    return response["resources"][0]["tls_certificate"]["certificate_chain"]["inline_string"].encode()
+
+
+def inbound_protocols(folder, port) -> list[str]:
+    """The transport protocols of virtualInbound's chains for ``port`` in the pushed LDS file."""
+    listeners = json.loads((folder / xds.LDS_FILE).read_text())["resources"]
+    inbound = next(listener for listener in listeners if listener["name"] == "virtualInbound")
+    return sorted(chain["filter_chain_match"].get("transport_protocol", "any") for chain in inbound["filter_chains"]
+                  if chain["filter_chain_match"].get("destination_port") == port)
+
+
 @pytest.fixture
 def state(tmp_path):
     (tmp_path / "pods" / "bookinfo_details-v1-abc").mkdir(parents=True)
@@ -57,18 +65,21 @@ def test_push_writes_config_and_spiffe_cert_then_only_on_change(state):
     istiod = istiod_mod.Istiod(None, snap, state)
     assert istiod.push(123.0) == 1
     folder = state / "pods" / "bookinfo_details-v1-abc" / "istio-proxy"
-    config = proxy_config.validate(json.loads((folder / proxy_config.CONFIG_FILE).read_text()))
-    assert config["inbound"]["ports"] == {"9080": "PERMISSIVE"} and config["pushed_at"] == 123.0
-    assert (folder / proxy_config.KEY_FILE).stat().st_uid == 1337
-    assert oct((folder / proxy_config.KEY_FILE).stat().st_mode & 0o777) == "0o600"
-    cert = x509.load_pem_x509_certificate((folder / proxy_config.CERT_FILE).read_bytes())
+    config = proxy_config.validate(json.loads((folder / proxy_config.INTENT_FILE).read_text()))
+    assert config["inbound"]["ports"] == {"9080": "PERMISSIVE"}
+    assert inbound_protocols(folder, 9080) == ["raw_buffer", "tls"]
+    secret_file = folder / xds.SECRET_FILES["default"]
+    assert secret_file.stat().st_uid == 1337
+    assert oct(secret_file.stat().st_mode & 0o777) == "0o600"
+    cert = x509.load_pem_x509_certificate(workload_cert(folder))
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.UniformResourceIdentifier) == [
         "spiffe://cluster.local/ns/bookinfo/sa/bookinfo-details"]
     assert istiod.push(None) == 0  # nothing changed, nothing written
     snap.replace("peerauthentications", snapshot("STRICT").list("peerauthentications"))
     assert istiod.push(456.0) == 1
-    assert json.loads((folder / proxy_config.CONFIG_FILE).read_text())["inbound"]["ports"] == {"9080": "STRICT"}
+    assert json.loads((folder / proxy_config.INTENT_FILE).read_text())["inbound"]["ports"] == {"9080": "STRICT"}
+    assert inbound_protocols(folder, 9080) == ["tls"]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="istiod chowns proxy files to uid 1337 (needs root)")
@@ -76,12 +87,12 @@ def test_cert_is_rotated_before_expiry(state):
     istiod = istiod_mod.Istiod(None, snapshot(), state, cert_ttl=datetime.timedelta(minutes=10))
     istiod.push(None)
     folder = state / "pods" / "bookinfo_details-v1-abc" / "istio-proxy"
-    first = (folder / proxy_config.CERT_FILE).read_bytes()
+    first = workload_cert(folder)
     assert istiod.push(None) == 0
     uid = "uid-bookinfo-details-v1-abc"
     istiod._cert_expiry[uid] = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=4)
     assert istiod.push(None) == 1
-    second = (folder / proxy_config.CERT_FILE).read_bytes()
+    second = workload_cert(folder)
     assert second != first
     assert x509.load_pem_x509_certificate(second).not_valid_after_utc > istiod._cert_expiry[uid] - \
         datetime.timedelta(seconds=1)
@@ -114,39 +125,3 @@ def test_injection_webhook_answers_over_verified_https(tmp_path):
     finally:
         istiod.webhook_server.shutdown()
 
-
-@pytest.mark.skipif(not shutil.which("curl"), reason="curl not installed")
-def test_router_edge_tls_forwards_to_route_backend(tmp_path):
-    backend = ThreadingHTTPServer(("127.0.0.1", 0), bookinfo.make_handler("details", "v1"))
-    threading.Thread(target=backend.serve_forever, daemon=True).start()
-    port = backend.server_address[1]
-    snap = Snapshot()
-    snap.replace("routes", [{"metadata": meta("istio-system", "api"), "spec": {
-        "host": "api-istio-system.apps.lab.local", "to": {"kind": "Service", "name": "details"},
-        "port": {"targetPort": "http"}, "tls": {"termination": "edge"}}}])
-    snap.replace("services", [{"metadata": meta("istio-system", "details"), "spec": {
-        "ports": [{"name": "http", "port": 9080, "targetPort": port}]}}])
-    snap.replace("endpoints", [{"metadata": meta("istio-system", "details"), "subsets": [
-        {"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "http", "port": port}]}]}])
-    router = router_mod.Router(snap, tmp_path)
-    loop = asyncio.new_event_loop()
-    server = loop.run_until_complete(router.serve("127.0.0.1", 0))
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    listen = server.sockets[0].getsockname()[1]
-    host = "api-istio-system.apps.lab.local"
-
-    def curl(name, path):
-        return subprocess.run(["curl", "-sS", "-m", "10", "--cacert", str(tmp_path / "router-ca.crt"),
-                               "--connect-to", f"{name}:443:127.0.0.1:{listen}", f"https://{name}{path}",
-                               "-w", "\n%{http_code}"], capture_output=True, text=True)
-    try:
-        done = curl(host, "/details/0")
-        assert done.stdout.endswith("\n200"), done.stderr
-        assert json.loads(done.stdout.rsplit("\n", 1)[0])["id"] == 0
-        assert curl("nothing-here.apps.lab.local", "/").stdout.endswith("\n503")
-        assert curl("api.example.com", "/").returncode == 60  # the wildcard cert does not cover other domains
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        backend.shutdown()

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from meshlab_lab.mesh import injector, iptables, policy, proxy_config, pushgen, routing  # noqa: E402
+from meshlab_lab.mesh import injector, iptables, policy, proxy_config, pushgen, xds  # noqa: E402
 from meshlab_lab.mesh.snapshot import Snapshot  # noqa: E402
 
 ROOT = "istio-system"
@@ -136,7 +136,8 @@ def test_proxy_config_auto_mtls_follows_sidecar_label():
     assert {e["address"]: e["mtls"] for e in cluster["endpoints"]} == {"198.18.1.5": True, "198.18.1.6": False}
     assert config["vips"]["198.19.0.50:9080"] == cluster["name"]
     assert not any("outside" in c["host"] for c in config["clusters"])  # not a mesh member
-    assert config["inbound"] == {"default": "PERMISSIVE", "ports": {"9080": "PERMISSIVE"}}
+    assert config["inbound"] == {"default": "PERMISSIVE", "ports": {"9080": "PERMISSIVE"},
+                                 "protocols": {"9080": "HTTP"}}
 
 
 def test_proxy_config_strict_namespace_and_disable_endpoint_and_subsets():
@@ -173,13 +174,21 @@ def test_gateway_routes_from_gateway_and_virtual_service():
     proxy_config.validate(copy.deepcopy(config))
     assert config["kind"] == "router"
     assert config["gateway"]["servers"] == [{"port": 8080, "hosts": ["*"]}]
-    gateway = config["gateway"]
-    assert routing.match_route(gateway, 8080, "x.example", "/details/0")["cluster"] == f"outbound|9080||{HOST}"
-    assert routing.match_route(gateway, 8080, "x.example", "/static/css") is not None
-    assert routing.match_route(gateway, 8080, "x.example", "/details/1") is None
-    gateway["routes"][0]["server_hosts"] = ["bookinfo.apps.lab.local"]  # a Gateway server for one host only
-    assert routing.match_route(gateway, 8080, "x.example", "/details/0") is None
-    assert routing.match_route(gateway, 8080, "bookinfo.apps.lab.local:80", "/details/0") is not None
+    routes = gateway_routes(config)
+    assert routes == {"*": [({"path": "/details/0"}, f"outbound|9080||{HOST}"), ({"prefix": "/static"},
+                                                                                  f"outbound|9080||{HOST}")]}
+    config["gateway"]["routes"][0]["server_hosts"] = ["bookinfo.apps.lab.local"]  # a server for one host only
+    assert set(gateway_routes(config)) == {"bookinfo.apps.lab.local"}
+    assert xds.gateway_domains(["*.example"], ["a.example", "b.other"]) == ["a.example"]
+    assert xds.gateway_domains(["a.other"], ["*.example"]) == []
+
+
+def gateway_routes(config) -> dict:
+    """``{domain: [(path match, cluster), ...]}`` of the gateway's Envoy route configuration for port 8080."""
+    listener = next(x for x in xds.resources(config, "/p")[xds.LDS_FILE] if x["name"] == "0.0.0.0_8080")
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    return {domain: [(r["match"], r["route"]["cluster"]) for r in vhost["routes"]]
+            for vhost in hcm["route_config"]["virtual_hosts"] for domain in vhost["domains"]}
 
 
 def apply_add_patch(doc, patch):

@@ -4,7 +4,6 @@ Runs the istiod emulation (watch, config push, mesh CA, injection webhook) and t
 creates ``<state-dir>/run/meshlab_lab.mesh.ready`` once both serve.
 """
 import argparse
-import asyncio
 import datetime
 import logging
 import signal
@@ -16,20 +15,6 @@ from meshlab_lab.mesh.snapshot import Snapshot
 
 LOG = logging.getLogger("meshlab.mesh")
 READY_FILE = "meshlab_lab.mesh.ready"
-
-
-def _router_thread(router, started: threading.Event, failure: list) -> None:
-    async def run():
-        try:
-            server = await router.serve()
-        except OSError as exc:
-            failure.append(exc)
-            started.set()
-            return
-        started.set()
-        async with server:
-            await server.serve_forever()
-    asyncio.run(run())
 
 
 def main(argv=None) -> int:
@@ -53,30 +38,32 @@ def main(argv=None) -> int:
     (state / "pki").mkdir(parents=True, exist_ok=True)
     istiod = istiod_mod.Istiod(api_client, snap, state, datetime.timedelta(seconds=args.cert_ttl_seconds))
     istiod.start_webhook()
-    router = router_mod.Router(snap, state / "pki")
-    started, failure = threading.Event(), []
-    threading.Thread(target=_router_thread, args=(router, started, failure), name="router", daemon=True).start()
-    if not started.wait(30) or failure:
-        LOG.error("router could not listen on %s:%s: %s", *router_mod.LISTEN, failure)
+    router = router_mod.Router(snap, state)  # HAProxy, files in <state>/router/, CA in <state>/pki/
+    try:
+        router.start()  # from this (main) thread: HAProxy gets SIGTERM should this process die
+    except router_mod.RouterError as exc:
+        LOG.error("router could not start on %s:%s: %s", *router.listen, exc)
         return 1
     watch.start_watchers(api_client, snap, changes, stop)
     ready = state / "run" / READY_FILE
     ready.parent.mkdir(parents=True, exist_ok=True)
     ready.write_text("webhook https://%s:%s router https://%s:%s\n" % (istiod_mod.WEBHOOK_HOST,
-                     istiod_mod.WEBHOOK_PORT, *router_mod.LISTEN))
+                     istiod_mod.WEBHOOK_PORT, *router.listen))
     LOG.info("mesh addon ready")
     try:
         while not stop.is_set():
-            since = changes.wait(0.2 if istiod.pending else 1.0)
+            since = changes.wait(1.0)
             if since is not None:
                 istiod.sync_webhooks()
                 router_mod.admit_routes(api_client, snap)
             istiod.push(since)
-            istiod.report_loaded()
+            if since is not None:
+                router.sync()  # after the push: an HAProxy check + reload does not delay the mesh config
     except KeyboardInterrupt:
         pass
     finally:
         ready.unlink(missing_ok=True)
+        router.stop()
     return 0
 
 

@@ -9,6 +9,7 @@ import json
 
 INJECT_KEY = "sidecar.istio.io/inject"
 STATUS_KEY = "sidecar.istio.io/status"
+PROXY_CONFIG_KEY = "proxy.istio.io/config"
 DEFAULT_PROXY_IMAGE = "registry.redhat.io/openshift-service-mesh/proxyv2-rhel8:2.4"
 PROXY_UID = 1337
 
@@ -38,6 +39,18 @@ def init_container(image: str) -> dict:
                                 "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]}}}
 
 
+def proxy_config(meta: dict, mesh_id: str, cp_namespace: str) -> dict:
+    """Mesh defaults merged with the pod's ``proxy.istio.io/config`` annotation, as the injector does."""
+    config = {"discoveryAddress": f"istiod-{mesh_id}.{cp_namespace}.svc:15012"}
+    try:
+        override = json.loads((meta.get("annotations") or {}).get(PROXY_CONFIG_KEY) or "{}")
+    except ValueError:
+        override = {}  # Istio rejects the pod; the lab ignores the annotation
+    if isinstance(override, dict):
+        config.update(override)
+    return config
+
+
 def proxy_container(pod: dict, image: str, mesh_id: str, cp_namespace: str) -> dict:
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     labels = meta.get("labels") or {}
@@ -48,8 +61,9 @@ def proxy_container(pod: dict, image: str, mesh_id: str, cp_namespace: str) -> d
            dict({"name": "POD_NAMESPACE"}, **field("metadata.namespace")),
            dict({"name": "INSTANCE_IP"}, **field("status.podIP")),
            dict({"name": "SERVICE_ACCOUNT"}, **field("spec.serviceAccountName")),
-           {"name": "PROXY_CONFIG",
-            "value": json.dumps({"discoveryAddress": f"istiod-{mesh_id}.{cp_namespace}.svc:15012"})},
+           {"name": "PROXY_CONFIG", "value": json.dumps(proxy_config(meta, mesh_id, cp_namespace))},
+           {"name": "ISTIO_METAJSON_ANNOTATIONS", "value": json.dumps(meta.get("annotations") or {})},
+           {"name": "ISTIO_METAJSON_LABELS", "value": json.dumps(labels)},
            {"name": "ISTIO_META_POD_PORTS", "value": json.dumps(ports)},
            {"name": "ISTIO_META_CLUSTER_ID", "value": "Kubernetes"},
            {"name": "ISTIO_META_INTERCEPTION_MODE", "value": "REDIRECT"},

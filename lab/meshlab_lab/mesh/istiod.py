@@ -38,7 +38,6 @@ class Istiod:
         self._cert_expiry: dict[str, object] = {}
         self._counter = 0
         self.webhook_server = None
-        self.pending: dict[Path, tuple[str, float]] = {}  # folder -> (version, event time)
 
     # ------------------------------------------------------------- config push
     def _proxy_folder(self, pod: dict) -> Path | None:
@@ -57,7 +56,7 @@ class Istiod:
 
     def push(self, since: float | None) -> int:
         """Write config/certs for every proxy whose view changed; returns how many proxies got a new version."""
-        pushed, live, live_folders = 0, set(), set()
+        pushed, live = 0, set()
         for smcp in self.snap.list("smcps"):
             view = pushgen.MeshView(self.snap, smcp)
             for pod in self.snap.list("pods"):
@@ -70,12 +69,10 @@ class Istiod:
                 if folder is None:
                     continue
                 live.add(meta["uid"])
-                live_folders.add(folder)
                 try:
                     pushed += self._push_pod(view, pod, folder, since)
                 except (OSError, ValueError) as exc:
                     LOG.error("push to %s/%s failed: %s", meta["namespace"], meta["name"], exc)
-        self.pending = {f: v for f, v in self.pending.items() if f in live_folders}
         for uid in set(self._pushed) - live:
             self._pushed.pop(uid, None)
             self._cert_expiry.pop(uid, None)
@@ -89,42 +86,22 @@ class Istiod:
             os.chown(folder, uid, uid)
         rotate = meta["uid"] not in self._cert_expiry or ca_mod.needs_rotation(self._cert_expiry[meta["uid"]],
                                                                                self.cert_ttl)
+        self._counter += 1
+        version = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f"/{self._counter}"
         if rotate:
             issued = self.mesh_ca.issue_workload(meta["namespace"], pod["spec"].get("serviceAccountName") or "default",
                                                  ttl=self.cert_ttl)
-            proxy_config.write_atomic(folder / proxy_config.KEY_FILE, issued.key_pem, 0o600, owner=uid)
-            proxy_config.write_atomic(folder / proxy_config.CERT_FILE, issued.cert_pem, 0o644, owner=uid)
-            proxy_config.write_atomic(folder / proxy_config.ROOT_FILE, self.mesh_ca.cert_pem, 0o644, owner=uid)
+            proxy_config.write_secrets(folder, issued.cert_pem, issued.key_pem, self.mesh_ca.cert_pem, version, uid)
             self._cert_expiry[meta["uid"]] = issued.not_after
         body = pushgen.proxy_config(view, pod)
         encoded = json.dumps(body, sort_keys=True)
-        if not rotate and self._pushed.get(meta["uid"]) == encoded:
-            return 0
-        proxy_config.validate(json.loads(encoded))
-        self._counter += 1
-        body["version"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f"/{self._counter}"
-        body["pushed_at"] = since or time.time()
-        proxy_config.write_atomic(folder / proxy_config.CONFIG_FILE, json.dumps(body, indent=1).encode(), 0o644)
+        if self._pushed.get(meta["uid"]) == encoded:
+            return int(rotate)  # a new certificate alone is a push too (SDS)
+        proxy_config.write_config(folder, json.loads(encoded), version)
         self._pushed[meta["uid"]] = encoded
-        self.pending[folder] = (body["version"], body["pushed_at"])
-        LOG.info("pushed %s to %s/%s", body["version"], meta["namespace"], meta["name"])
+        LOG.info("pushed %s to %s/%s (%.1f ms after the API event)", version, meta["namespace"], meta["name"],
+                 (time.time() - since) * 1000 if since else 0.0)
         return 1
-
-    def report_loaded(self) -> list[float]:
-        """Log (and return) event-to-loaded latencies of proxies that acknowledged a pushed version."""
-        latencies = []
-        for folder, (version, since) in list(self.pending.items()):
-            try:
-                loaded_version, _pushed_at, loaded_at = (folder / proxy_config.LOADED_FILE).read_text().split()
-            except (OSError, ValueError):
-                continue
-            if loaded_version == version:
-                latency = float(loaded_at) - since
-                latencies.append(latency)
-                LOG.info("config %s loaded by %s %.1f ms after the API event", version, folder.parent.name,
-                         latency * 1000)
-                del self.pending[folder]
-        return latencies
 
     # ------------------------------------------------------------- injection webhook
     def proxy_image(self, root_ns: str) -> str:

@@ -1,35 +1,23 @@
-"""The file contract between the istiod emulation and a proxy.
+"""The file contract between the istiod emulation and a proxy: Envoy xDS files in the proxy's folder.
 
-istiod writes, atomically (temp file + rename), into the proxy's folder (``$MESHLAB_POD_DIR/istio-proxy``):
+istiod writes, atomically (temp file + rename, which Envoy's file watch sees), into
+``$MESHLAB_POD_DIR/istio-proxy`` (owned by the proxy's uid):
 
-- ``cert-chain.pem``, ``key.pem``, ``root-cert.pem``: the workload cert (SPIFFE URI SAN) and the mesh root;
-- ``proxy-config.json``::
+- ``lds.json``, ``cds.json``: DiscoveryResponses (``version_info`` + resources) built by xds.py from the
+  proxy's intent (pushgen.py's dict, checked by ``validate`` first);
+- ``secret-default.json``, ``secret-rootca.json``: the SDS secrets ``default`` (workload cert, SPIFFE URI
+  SAN, key) and ``ROOTCA`` (mesh root), mode 0600;
+- ``intent.json``: the intent itself, for people debugging the lab (Envoy never reads it).
 
-    {"version": "<timestamp>/<n>", "pushed_at": <unix time of the API event that caused it>,
-     "kind": "sidecar" | "router", "node": {"namespace", "pod", "ip", "service_account"},
-     "inbound": {"default": "PERMISSIVE", "ports": {"9080": "STRICT"}},
-     "clusters": [{"name": "outbound|9080||details.bookinfo.svc.cluster.local", "host", "port", "subset",
-                   "tls": "ISTIO_MUTUAL" | "DISABLE" | "AUTO",
-                   "endpoints": [{"address", "port", "mtls": true|false}]}],
-     "vips": {"198.19.0.42:9080": "<cluster name>"},
-     "gateway": {"servers": [{"port": 8080, "hosts": ["*"]}],
-                 "routes": [{"port": 8080, "hosts": ["*"], "match": [{"exact"|"prefix": "/x"}],
-                             "cluster": "<cluster name>"}]}}
-
-The proxy polls the files' modification times, reloads when any changes, and answers by writing
-``loaded-version`` (``<version> <pushed_at> <loaded_at>``) next to them; the bench reads that.
+pilot-agent renders the bootstrap next to them (``envoy-rev.json``) and Envoy writes ``telemetry.log`` there.
 """
 import json
 import os
-import time
 from pathlib import Path
 
-CONFIG_FILE = "proxy-config.json"
-CERT_FILE = "cert-chain.pem"
-KEY_FILE = "key.pem"
-ROOT_FILE = "root-cert.pem"
-LOADED_FILE = "loaded-version"
-WATCHED = (CONFIG_FILE, CERT_FILE, KEY_FILE, ROOT_FILE)
+from meshlab_lab.mesh import xds
+
+INTENT_FILE = "intent.json"
 MODES = ("STRICT", "PERMISSIVE", "DISABLE")
 
 
@@ -71,39 +59,16 @@ def validate(config: dict) -> dict:
     return config
 
 
-class ConfigWatcher:
-    """Remembers the files' mtimes; ``changed()`` is true when istiod has written something new."""
+def write_secrets(folder: Path, cert_pem: bytes, key_pem: bytes, root_pem: bytes, version: str, owner: int) -> None:
+    for name, secret in xds.secrets(cert_pem, key_pem, root_pem).items():
+        body = json.dumps(xds.discovery_response(version, [secret])).encode()
+        write_atomic(folder / xds.SECRET_FILES[name], body, 0o600, owner=owner)
 
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
-        self._stamp = None
 
-    def _current(self):
-        stamps = []
-        for name in WATCHED:
-            try:
-                stamps.append((self.folder / name).stat().st_mtime_ns)
-            except FileNotFoundError:
-                return None
-        return tuple(stamps)
-
-    def changed(self) -> bool:
-        current = self._current()
-        return current is not None and current != self._stamp
-
-    def skip_current(self) -> None:
-        """Remember the files as seen, so a rejected config is not retried until istiod writes again."""
-        self._stamp = self._current()
-
-    def load(self) -> dict:
-        stamp = self._current()
-        config = validate(json.loads((self.folder / CONFIG_FILE).read_text()))
-        self._stamp = stamp
-        return config
-
-    def acknowledge(self, config: dict) -> None:
-        line = f"{config.get('version', '')} {config.get('pushed_at', 0)} {time.time():.6f}\n"
-        write_atomic(self.folder / LOADED_FILE, line.encode())
-
-    def paths(self) -> tuple[str, str, str]:
-        return str(self.folder / CERT_FILE), str(self.folder / KEY_FILE), str(self.folder / ROOT_FILE)
+def write_config(folder: Path, config: dict, version: str) -> None:
+    """Validate the intent, then write CDS before LDS (listeners name clusters), as an xDS server orders them."""
+    validate(config)
+    built = xds.resources(config, str(folder))
+    write_atomic(folder / INTENT_FILE, json.dumps(config, indent=1, sort_keys=True).encode())
+    for name in (xds.CDS_FILE, xds.LDS_FILE):
+        write_atomic(folder / name, json.dumps(xds.discovery_response(version, built[name])).encode())

@@ -15,6 +15,8 @@ class MeshView:
         self.root_ns = smcp["metadata"]["namespace"]
         security = (smcp.get("spec") or {}).get("security") or {}
         self.auto_mtls = ((security.get("dataPlane") or {}).get("automtls")) is not False
+        logging = ((smcp.get("spec") or {}).get("proxy") or {}).get("accessLogging") or {}
+        self.access_log_file = ((logging.get("file") or {}).get("name")) or None
         self.members = {self.root_ns} | {
             n["metadata"]["name"] for n in snap.list("namespaces") if policy.labels_of(n).get(MEMBER_LABEL) ==
             self.root_ns}
@@ -64,7 +66,8 @@ class MeshView:
                     continue
                 endpoints = self.endpoints_for(service, port)
                 name = f"outbound|{port['port']}||{host}"
-                clusters.append(self._cluster(name, host, port["port"], "", rule, endpoints))
+                protocol = port_protocol(port)
+                clusters.append(self._cluster(name, host, port["port"], "", rule, endpoints, protocol))
                 if cluster_ip and cluster_ip != "None":
                     vips[f"{cluster_ip}:{port['port']}"] = name
                 for subset in policy.subsets_of(rule):
@@ -73,28 +76,35 @@ class MeshView:
                               if all(policy.labels_of(self.pods_by_ip.get(e["address"], {})).get(k) == v
                                      for k, v in wanted.items())]
                     clusters.append(self._cluster(f"outbound|{port['port']}|{subset['name']}|{host}", host,
-                                                  port["port"], subset["name"], rule, chosen))
+                                                  port["port"], subset["name"], rule, chosen, protocol))
         return clusters, vips
 
-    def _cluster(self, name, host, port, subset, rule, endpoints) -> dict:
+    def _cluster(self, name, host, port, subset, rule, endpoints, protocol) -> dict:
         tls = policy.cluster_tls(rule, port, subset, self.auto_mtls)
         return {"name": name, "host": host, "port": port, "subset": subset, "tls": tls, "endpoints": endpoints,
+                "protocol": protocol,
                 "destination_rule": f"{rule['metadata']['namespace']}/{rule['metadata']['name']}" if rule else None}
 
     def inbound_for(self, pod: dict) -> dict:
-        ports = set()
+        ports, protocols = set(), {}
         for container in pod.get("spec", {}).get("containers") or []:
             if container.get("name") == "istio-proxy":
                 continue
-            ports |= {p["containerPort"] for p in container.get("ports") or [] if p.get("containerPort")}
+            for port in container.get("ports") or []:
+                if port.get("containerPort"):
+                    ports.add(port["containerPort"])
+                    protocols.setdefault(str(port["containerPort"]), port_protocol(port))
         ns = pod["metadata"]["namespace"]
         for service in self.services():
             selector = (service.get("spec") or {}).get("selector") or {}
             if service["metadata"]["namespace"] == ns and selector and all(
                     policy.labels_of(pod).get(k) == v for k, v in selector.items()):
-                ports |= {p["targetPort"] for p in service["spec"].get("ports") or []
-                          if isinstance(p.get("targetPort"), int)}
-        return {"default": self.server_mode(pod, None), "ports": {str(p): self.server_mode(pod, p) for p in ports}}
+                for port in service["spec"].get("ports") or []:
+                    if isinstance(port.get("targetPort"), int):
+                        ports.add(port["targetPort"])
+                        protocols[str(port["targetPort"])] = port_protocol(port)  # the Service port's name wins
+        return {"default": self.server_mode(pod, None), "ports": {str(p): self.server_mode(pod, p) for p in ports},
+                "protocols": {str(p): protocols.get(str(p), "TCP") for p in ports}}
 
     def gateway_for(self, pod: dict) -> dict:
         ns, labels = pod["metadata"]["namespace"], policy.labels_of(pod)
@@ -150,6 +160,13 @@ class MeshView:
         return ports[0]["port"] if len(ports) == 1 else None
 
 
+def port_protocol(port: dict) -> str:
+    """Istio's protocol selection: ``appProtocol``, else the port name's prefix (``http``, ``http-x``); else TCP."""
+    name = (port.get("appProtocol") or port.get("name") or "").lower()
+    prefix = name.split("-", 1)[0]
+    return "HTTP" if prefix in ("http", "http2", "grpc", "grpc-web") else "TCP"
+
+
 def proxy_kind(pod: dict) -> str | None:
     """sidecar for injected pods, router for gateway pods (proxyv2 running ``proxy router``), else None."""
     containers = pod.get("spec", {}).get("containers") or []
@@ -167,13 +184,28 @@ def proxy_config(view: MeshView, pod: dict) -> dict:
     meta = pod["metadata"]
     kind = proxy_kind(pod)
     clusters, vips = view.clusters_for(meta["namespace"])
+    labels = policy.labels_of(pod)
     config = {"kind": kind, "node": {"namespace": meta["namespace"], "pod": meta["name"],
                                      "ip": pod.get("status", {}).get("podIP", ""),
-                                     "service_account": pod["spec"].get("serviceAccountName") or "default"},
-              "inbound": view.inbound_for(pod), "clusters": clusters, "vips": vips}
+                                     "service_account": pod["spec"].get("serviceAccountName") or "default",
+                                     "workload": workload_name(pod), "app": labels.get("app", ""),
+                                     "version": labels.get("version", "")},
+              "inbound": view.inbound_for(pod), "clusters": clusters, "vips": vips,
+              "access_log_file": view.access_log_file}
     if kind == "router":
         gateway = view.gateway_for(pod)
         known = {c["name"] for c in clusters}
         gateway["routes"] = [r for r in gateway["routes"] if r["cluster"] in known]
         config["gateway"] = gateway
     return config
+
+
+def workload_name(pod: dict) -> str:
+    """The workload as Istio names it: a ReplicaSet-owned pod's Deployment, else the owner, else the pod."""
+    meta = pod["metadata"]
+    owner = next(iter(meta.get("ownerReferences") or []), None)
+    if owner is None:
+        return meta["name"]
+    if owner.get("kind") == "ReplicaSet" and "pod-template-hash" in policy.labels_of(pod):
+        return owner["name"][: -len(policy.labels_of(pod)["pod-template-hash"]) - 1]
+    return owner["name"]

@@ -7,6 +7,7 @@ sidecar's iptables catch them). Processes run with ``ip netns exec`` + ``setpriv
 Everything is removed by ``close()``. Needs root, iptables, ip, setpriv.
 """
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -15,9 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from meshlab_lab.mesh import ca as ca_mod, proxy_config
+from meshlab_lab.mesh import ca as ca_mod, proxy_config, xds
 
 LAB_DIR = Path(__file__).resolve().parents[2]
+PILOT_AGENT = LAB_DIR / "meshlab_lab" / "mesh" / "bin" / "pilot-agent"
 PROXY_UID = 1337
 APP_UID = 1000
 SUBNET = "198.18.250"
@@ -36,6 +38,14 @@ class Pod:
         self.folder = bed.root / name / "istio-proxy"
         self.folder.mkdir(parents=True)
         os.chown(self.folder, PROXY_UID, PROXY_UID)
+        self.namespace = "bookinfo"
+        self.extra_env: dict = {}
+
+    def env(self) -> dict:
+        """The container environment: what the lab's node gives every process, plus the pod's extras."""
+        return dict(os.environ, PYTHONPATH=str(LAB_DIR), MESHLAB_POD_DIR=str(self.folder.parent),
+                    MESHLAB_POD_NAME=self.name, MESHLAB_POD_NAMESPACE=self.namespace, MESHLAB_POD_IP=self.ip,
+                    **self.extra_env)
 
     def argv(self, argv, uid=None):
         prefix = ["ip", "netns", "exec", self.netns]
@@ -48,10 +58,8 @@ class Pod:
 
     def start(self, argv, uid=None, log_name="proc", extra_env=None) -> subprocess.Popen:
         log = open(self.bed.root / f"{self.name}-{log_name}.log", "ab")
-        env = dict(os.environ, PYTHONPATH=str(LAB_DIR), MESHLAB_POD_DIR=str(self.folder.parent),
-                   MESHLAB_POD_NAME=self.name, MESHLAB_POD_NAMESPACE="bookinfo", MESHLAB_POD_IP=self.ip,
-                   **(extra_env or {}))
-        proc = subprocess.Popen(self.argv(argv, uid), stdout=log, stderr=subprocess.STDOUT, env=env,
+        self.extra_env.update(extra_env or {})
+        proc = subprocess.Popen(self.argv(argv, uid), stdout=log, stderr=subprocess.STDOUT, env=self.env(),
                                 start_new_session=True)
         self.bed.procs.append(proc)
         return proc
@@ -59,29 +67,33 @@ class Pod:
     def curl(self, url, *extra, timeout=20) -> subprocess.CompletedProcess:
         return self.run(["curl", "-sS", "-m", "10", "-o", "-", "-w", "\n%{http_code}", *extra, url], timeout=timeout)
 
-    def push(self, config: dict, identity=("bookinfo", "default")) -> None:
-        """Act as istiod for this pod: write cert files (once) and the config, atomically."""
-        if not (self.folder / proxy_config.CERT_FILE).exists():
-            issued = self.bed.ca.issue_workload(*identity)
-            for name, data, mode in ((proxy_config.CERT_FILE, issued.cert_pem, 0o644),
-                                     (proxy_config.KEY_FILE, issued.key_pem, 0o600),
-                                     (proxy_config.ROOT_FILE, self.bed.ca.cert_pem, 0o644)):
-                proxy_config.write_atomic(self.folder / name, data, mode, owner=PROXY_UID)
-        proxy_config.write_atomic(self.folder / proxy_config.CONFIG_FILE,
-                                  __import__("json").dumps(config).encode(), 0o644)
+    def push(self, config: dict) -> None:
+        """Act as istiod for this pod: write the SDS secrets (once, for the node's service account) and the
+        xDS files for ``config``."""
+        if not (self.folder / xds.SECRET_FILES["default"]).exists():
+            node = config.get("node") or {}
+            issued = self.bed.ca.issue_workload(node.get("namespace", "bookinfo"), node.get("service_account",
+                                                                                             "default"))
+            proxy_config.write_secrets(self.folder, issued.cert_pem, issued.key_pem, self.bed.ca.cert_pem,
+                                       "s1", PROXY_UID)
+        proxy_config.write_config(self.folder, config, config["version"])
 
-    def loaded_version(self) -> str | None:
-        try:
-            return (self.folder / proxy_config.LOADED_FILE).read_text().split()[0]
-        except (FileNotFoundError, IndexError):
-            return None
+    def agent(self, *args, timeout=30) -> subprocess.CompletedProcess:
+        """``pilot-agent request ...`` inside the pod, as ``kubectl exec`` would run it."""
+        return self.run([str(PILOT_AGENT), "request", *args], timeout=timeout, env=self.env())
+
+    def served_version(self) -> str | None:
+        """The LDS version Envoy accepted (``listener_manager.lds.version_text``), None before it answers."""
+        done = self.run(["curl", "-s", "-m", "2", "http://127.0.0.1:15000/stats?filter=^listener_manager.lds.version_text$"])
+        match = re.search(r'lds\.version_text: "([^"]*)"', done.stdout)
+        return match.group(1) if match else None
 
     def wait_loaded(self, version: str, timeout=15.0) -> None:
         deadline = time.monotonic() + timeout
-        while self.loaded_version() != version:
+        while self.served_version() != version:
             if time.monotonic() > deadline:
-                logs = "\n".join(p.read_text()[-2000:] for p in self.bed.root.glob(f"{self.name}-*.log"))
-                raise TimeoutError(f"{self.name}: proxy did not load {version} (has {self.loaded_version()})\n{logs}")
+                logs = "\n".join(p.read_text()[-3000:] for p in self.bed.root.glob(f"{self.name}-*.log"))
+                raise TimeoutError(f"{self.name}: Envoy does not serve {version} (has {self.served_version()})\n{logs}")
             time.sleep(0.05)
 
     def wait_port(self, port: int, timeout=15.0) -> None:
@@ -129,7 +141,7 @@ class Testbed:
         if config["kind"] == "sidecar":
             self.install_iptables(pod)
         pod.push(config)
-        pod.start([sys.executable, "-m", "meshlab_lab.mesh.proxy", config["kind"]], uid=PROXY_UID,
+        pod.start([str(PILOT_AGENT), "proxy", config["kind"], "--concurrency", "1"], uid=PROXY_UID,
                   log_name="proxy", extra_env=env)
         pod.wait_loaded(config["version"])
         pod.wait_port(15006 if config["kind"] == "sidecar" else 15000)
