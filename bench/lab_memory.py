@@ -63,9 +63,9 @@ def lab_pids(procs: dict[int, dict]) -> set[int]:
                 pass
     roots = set()
     for pid_file in paths.run_dir().glob("*.pid"):
-        text = pid_file.read_text().strip()
-        if text.isdigit():
-            roots.add(int(text))
+        first = (pid_file.read_text().split() or [""])[0]  # "<pid>\n<name>"
+        if first.isdigit():
+            roots.add(int(first))
     members = {pid for pid, p in procs.items() if p["netns"] in pod_netns or pid in roots}
     changed = True
     while changed:  # children of lab daemons (addons start haproxy, the node starts containers)
@@ -95,7 +95,7 @@ def main() -> int:
     args = parser.parse_args()
     procs = processes()
     members = lab_pids(procs)
-    host_netns = os.stat("/proc/1/ns/net").st_ino
+    host_netns = os.stat("/proc/self/ns/net").st_ino
     totals: dict[str, dict] = {}
     for pid in members:
         proc = procs[pid]

@@ -49,6 +49,11 @@ def etcd_healthy() -> bool:
         return False
 
 
+# Soft Go heap limits (GOMEMLIMIT, Go >= 1.19): the garbage collector works harder instead of letting the
+# heap grow to twice the live data; behaviour is unchanged, the lab's resident memory is smaller.
+GO_MEMORY = {"kube-apiserver": {"GOMEMLIMIT": "256MiB"}, "kube-controller-manager": {"GOMEMLIMIT": "64MiB"}}
+
+
 def start_apiserver() -> None:
     pki = paths.pki_dir()
     procs.start("kube-apiserver", [
@@ -68,7 +73,7 @@ def start_apiserver() -> None:
         f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
         f"--kubelet-certificate-authority={pki / 'ca.crt'}",
         "--allow-privileged=true", "--profiling=false", "--v=1",
-    ])
+    ], env=GO_MEMORY["kube-apiserver"])
 
 
 def start_controller_manager() -> None:
@@ -82,7 +87,7 @@ def start_controller_manager() -> None:
         f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
         f"--service-cluster-ip-range={A.SERVICE_CIDR}", f"--cluster-cidr={A.POD_CIDR}",
         "--controllers=*,-nodeipam,-cloud-node-lifecycle", "--v=1",
-    ])
+    ], env=GO_MEMORY["kube-controller-manager"])
 
 
 def start_scheduler() -> None:

@@ -371,3 +371,22 @@ def test_istio_requests_total_tells_mutual_tls_from_plaintext(envoy_mesh):
                      "--", "curl", "-sS", "-m", "10",
                      f"http://{envoy_mesh['pods']['details']['status']['podIP']}:15020/stats/prometheus").stdout
     assert "istio_requests_total{" in merged and "envoy_server_live" in merged
+
+
+def test_collection_wire_evidence_on_real_telemetry(envoy_mesh):
+    """The collection's telemetry judgement, fed what a real Envoy sidecar (default stats) serves."""
+    import wire_telemetry  # the collection's module_utils, on sys.path above
+
+    set_mode(envoy_mesh, "PERMISSIVE", "ISTIO_MUTUAL")
+    wait_inbound(envoy_mesh, "details", {9080: "PERMISSIVE"})
+    assert wait_status(envoy_mesh, "inside", (0, "200"))
+    for path in ("stats/prometheus", "stats"):
+        before = agent_get(envoy_mesh, "details", path)
+        for _ in range(3):
+            assert curl_details(envoy_mesh, "inside") == (0, "200")
+        assert curl_details(envoy_mesh, "outside") == (0, "200")
+        result = wire_telemetry.wire_evidence(before, agent_get(envoy_mesh, "details", path))
+        assert (result["verdict"], result["mtls_requests"], result["plaintext_requests"]) == ("mixed", 3, 1), path
+        assert result["plaintext_sources"] == ["unknown"], path
+        scoped = wire_telemetry.wire_evidence(before, agent_get(envoy_mesh, "details", path), "inside-v1")
+        assert scoped["verdict"] == "encrypted", path

@@ -289,11 +289,14 @@ def test_envoy_text_lines_are_sorted():
 
 def test_metrics_from_file(tmp_path):
     log = tmp_path / "telemetry.log"
-    assert telemetry.metrics_from_file(log, REVIEWS, "prometheus") == ""
-    assert telemetry.metrics_from_file(str(log), REVIEWS, "text") == ""
+    # before any traffic only istio_build, as on a real sidecar
+    assert telemetry.metrics_from_file(log, REVIEWS, "prometheus") == (
+        '# TYPE istio_build gauge\nistio_build{component="proxy",tag="1.20.8"} 1\n')
+    assert telemetry.metrics_from_file(str(log), REVIEWS, "text") == (
+        "component=.=proxy;.;tag=.=1.20.8;.;istio_build: 1\n")
     good = http_from_productpage(peer_san=PP_SAN, local_san=REVIEWS_SAN)
     log.write_text(good + "\n" + good + "\n" + good[:40])  # Envoy mid-write
-    assert telemetry.metrics_from_file(log, REVIEWS, "prometheus").splitlines()[1].endswith("} 2")
+    assert telemetry.metrics_from_file(log, REVIEWS, "prometheus").splitlines()[3].endswith("} 2")
     assert telemetry.metrics_from_file(log, REVIEWS, "text").endswith(";.;istio_requests_total: 2\n")
     with pytest.raises(ValueError):
         telemetry.metrics_from_file(log, REVIEWS, "json")

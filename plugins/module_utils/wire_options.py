@@ -15,7 +15,8 @@ except ImportError:  # Python 2 is not supported
 from ansible_collections.meshlab.mtls.plugins.module_utils.probe_sources import (
     SourceError, check_url, normalize_workload,
 )
-from ansible_collections.meshlab.mtls.plugins.module_utils.wire_stats import VERDICTS, outbound_cluster
+from ansible_collections.meshlab.mtls.plugins.module_utils.wire_stats import outbound_cluster
+from ansible_collections.meshlab.mtls.plugins.module_utils.wire_telemetry import VERDICTS
 
 
 def validate_options(params):

@@ -18,8 +18,22 @@ from ansible_collections.meshlab.mtls.plugins.module_utils.wire_capture import (
     CaptureError, capture_pod_manifest, container_id, decode_pcap, pid_from_crictl, start_script, stop_script,
 )
 from ansible_collections.meshlab.mtls.plugins.module_utils.wire_stats import classify, parse_stats
+from ansible_collections.meshlab.mtls.plugins.module_utils.wire_telemetry import wire_evidence
 
 STATS_ARGV = ["pilot-agent", "request", "GET", "stats"]
+TELEMETRY_ARGV = ["pilot-agent", "request", "GET", "stats/prometheus"]
+
+
+def workload_name(pod):
+    """The workload name Istio reports for a pod: a ReplicaSet-owned pod's Deployment, else its owner or itself."""
+    meta = pod["metadata"]
+    owner = next(iter(meta.get("ownerReferences") or []), None)
+    if owner is None:
+        return meta["name"]
+    template_hash = (meta.get("labels") or {}).get("pod-template-hash")
+    if owner.get("kind") == "ReplicaSet" and template_hash and owner["name"].endswith("-" + template_hash):
+        return owner["name"][:-len(template_hash) - 1]
+    return owner["name"]
 
 
 class WireCheck:
@@ -76,6 +90,25 @@ class WireCheck:
             evidence["client"] = {"verdict": None, "basis": "client pod has no %s container" % proxy}
         evidence["traffic"] = traffic
         return {"verdict": verdict, "evidence": evidence, "method": "stats",
+                "pods": {"client": client["metadata"]["name"], "server": server["metadata"]["name"]}}
+
+    def telemetry_check(self):
+        """Istio's request telemetry on the server sidecar, read around the burst (works with default stats)."""
+        proxy = self.opts["proxy_container"]
+        server = self.pod_of(self.opts["server"])
+        if proxy not in container_names(server):
+            raise K8sExecError("server pod %s has no %s container, so it has no Istio telemetry to read "
+                               "(containers: %s)" % (server["metadata"]["name"], proxy,
+                                                      ", ".join(container_names(server))))
+        client = self.pod_of(self.opts["client"])
+        source = workload_name(client)
+        before = self.run(server, proxy, TELEMETRY_ARGV, "reading Istio telemetry")
+        traffic = self.burst()
+        after = self.run(server, proxy, TELEMETRY_ARGV, "reading Istio telemetry")
+        evidence = wire_evidence(before, after, source_workload=source)
+        evidence["source_workload"] = source
+        evidence["traffic"] = traffic
+        return {"verdict": evidence["verdict"], "evidence": evidence, "method": "telemetry",
                 "pods": {"client": client["metadata"]["name"], "server": server["metadata"]["name"]}}
 
     # ------------------------------------------------------------------ capture

@@ -16,6 +16,12 @@ author:
 description:
   - Sends a burst of requests and collects evidence of whether the connections between the client
     workload and the server workload carried TLS.
+  - With O(method=telemetry) (unprivileged, the default) it reads Istio's standard request telemetry on the
+    server sidecar (C(pilot-agent request GET stats/prometheus)) before and after the burst and judges the
+    difference of C(istio_requests_total) / C(istio_tcp_connections_opened_total) at
+    C(reporter="destination") from the client's workload, by C(connection_security_policy) (C(mutual_tls)
+    is C(encrypted), C(none) C(plaintext)); see the filter P(meshlab.mtls.mtls_wire_evidence#filter). It works
+    with Istio's default stats inclusion. Without Istio metrics the verdict is C(unknown), never a guess.
   - With O(method=stats) (unprivileged) it reads the Envoy counters of the client sidecar's outbound
     cluster (C(upstream_cx_total), C(ssl.handshake)) and of the server sidecar's inbound listener
     C(0.0.0.0_15006) (C(downstream_cx_total), C(ssl.handshake)) before and after the burst. New connections
@@ -95,8 +101,8 @@ options:
   method:
     description: How to collect evidence.
     type: str
-    choices: [stats, capture]
-    default: stats
+    choices: [telemetry, stats, capture]
+    default: telemetry
   proxy_container:
     description: Name of the sidecar container.
     type: str
@@ -117,7 +123,7 @@ options:
     type: path
   expect:
     description:
-      - Acceptable verdicts (C(encrypted), C(plaintext), C(mixed), C(no-traffic)). With O(wait_timeout) the
+      - Acceptable verdicts (C(encrypted), C(plaintext), C(mixed), C(no-traffic), C(unknown)). With O(wait_timeout) the
         check is repeated, with a growing pause, until the verdict is one of them.
     type: list
     elements: str
@@ -152,7 +158,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 verdict:
-  description: C(encrypted), C(plaintext), C(mixed) or C(no-traffic).
+  description: C(encrypted), C(plaintext), C(mixed), C(no-traffic) or (telemetry only) C(unknown).
   returned: always
   type: str
 method:
@@ -161,6 +167,9 @@ method:
   type: str
 evidence:
   description:
+    - For C(telemetry), the result of P(meshlab.mtls.mtls_wire_evidence#filter) for the client's workload
+      (C(basis), C(mtls_requests), C(plaintext_requests), C(plaintext_sources) of all clients) and
+      C(source_workload).
     - For C(stats), the counter deltas per side (C(client), C(server)) with each side's verdict and basis.
     - For C(capture), the pcap summary (TLS records, handshakes, cleartext HTTP seen).
     - Both carry C(traffic), the result of the burst.
@@ -207,6 +216,7 @@ from ansible_collections.meshlab.mtls.plugins.module_utils.probe_sources import 
 from ansible_collections.meshlab.mtls.plugins.module_utils.probe_wait import poll_until
 from ansible_collections.meshlab.mtls.plugins.module_utils.wire_run import WireCheck
 from ansible_collections.meshlab.mtls.plugins.module_utils.wire_stats import StatsError
+from ansible_collections.meshlab.mtls.plugins.module_utils.wire_telemetry import TelemetryError
 
 
 def argument_spec():
@@ -223,7 +233,7 @@ def argument_spec():
         cluster_domain=dict(type="str", default="cluster.local"),
         count=dict(type="int", default=10),
         timeout=dict(type="int", default=5),
-        method=dict(type="str", choices=["stats", "capture"], default="stats"),
+        method=dict(type="str", choices=["telemetry", "stats", "capture"], default="telemetry"),
         proxy_container=dict(type="str", default="istio-proxy"),
         capture_image=dict(type="str", default="docker.io/nicolaka/netshoot:latest"),
         capture_namespace=dict(type="str"),
@@ -245,11 +255,12 @@ def main():
     try:
         api, apps_api = core_and_apps_api(get_api_client(module))
         check = WireCheck(api, apps_api, opts)
-        run = check.capture_check if opts["method"] == "capture" else check.stats_check
+        run = {"capture": check.capture_check, "stats": check.stats_check,
+               "telemetry": check.telemetry_check}[opts["method"]]
         expect = opts["expect"]
         result, converged, after, attempts = poll_until(
             run, lambda got: not expect or got["verdict"] in expect, opts["wait_timeout"])
-    except (K8sExecError, CaptureError, StatsError, PcapError) as exc:
+    except (K8sExecError, CaptureError, StatsError, TelemetryError, PcapError) as exc:
         module.fail_json(msg=str(exc))
     except CoreException as exc:
         module.fail_from_exception(exc)

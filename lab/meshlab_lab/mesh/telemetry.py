@@ -236,8 +236,19 @@ def render_envoy_text(aggregated: dict) -> str:
     return "".join(line + "\n" for line in lines)
 
 
+ISTIO_VERSION = "1.20.8"
+
+
+def build_info(fmt: str) -> str:
+    """The ``istio_build`` gauge Istio's stats extension always exports (present before any traffic)."""
+    if fmt == "prometheus":
+        return f'# TYPE istio_build gauge\nistio_build{{component="proxy",tag="{ISTIO_VERSION}"}} 1\n'
+    return f"component=.=proxy;.;tag=.={ISTIO_VERSION};.;istio_build: 1\n"
+
+
 def metrics_from_file(path, local: Local, fmt: str) -> str:
-    """The rendered metrics (``fmt`` ``prometheus`` or ``text``) of a telemetry log; a missing file gives ""."""
+    """The rendered metrics (``fmt`` ``prometheus`` or ``text``) of a telemetry log, after ``istio_build``;
+    a missing file gives only ``istio_build``."""
     render = {"prometheus": render_prometheus, "text": render_envoy_text}.get(fmt)
     if render is None:
         raise ValueError(f"fmt must be 'prometheus' or 'text', not {fmt!r}")
@@ -245,5 +256,5 @@ def metrics_from_file(path, local: Local, fmt: str) -> str:
         with open(path, encoding="utf-8", errors="replace") as f:
             text = f.read()
     except FileNotFoundError:
-        return ""
-    return render(aggregate(parse_lines(text), local))
+        text = ""
+    return build_info(fmt) + render(aggregate(parse_lines(text), local))

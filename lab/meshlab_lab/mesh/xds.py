@@ -199,14 +199,15 @@ class Builder:
         vips = {}
         for vip_port, name in (self.config.get("vips") or {}).items():
             vips.setdefault(name, vip_port.rsplit(":", 1)[0])
-        hosts = []
+        hosts, own_ns = [], (self.config.get("node") or {}).get("namespace")
         for cluster in self.config.get("clusters") or []:
             if cluster["port"] != port or cluster.get("subset") or cluster.get("protocol", "HTTP") != "HTTP":
                 continue
             fqdn = cluster["host"]
             name, ns = fqdn.split(".")[:2]
-            names = [fqdn, name, f"{name}.{ns}", f"{name}.{ns}.svc"] + ([vips[cluster["name"]]]
-                                                                        if cluster["name"] in vips else [])
+            # the bare name only for the client's own namespace, as Istio does (domains must be unique)
+            names = [fqdn] + ([name] if ns == own_ns else []) + [f"{name}.{ns}", f"{name}.{ns}.svc"]
+            names += [vips[cluster["name"]]] if cluster["name"] in vips else []
             hosts.append({"name": f"{fqdn}:{port}", "domains": [d for n in names for d in (n, f"{n}:{port}")],
                           "routes": [{"name": "default", "match": {"prefix": "/"}, "route": {
                               "cluster": cluster["name"], "timeout": "0s",
