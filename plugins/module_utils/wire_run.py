@@ -97,9 +97,9 @@ class WireCheck:
         proxy = self.opts["proxy_container"]
         server = self.pod_of(self.opts["server"])
         if proxy not in container_names(server):
+            names = ", ".join(container_names(server))
             raise K8sExecError("server pod %s has no %s container, so it has no Istio telemetry to read "
-                               "(containers: %s)" % (server["metadata"]["name"], proxy,
-                                                      ", ".join(container_names(server))))
+                               "(containers: %s)" % (server["metadata"]["name"], proxy, names))
         client = self.pod_of(self.opts["client"])
         source = workload_name(client)
         before = self.run(server, proxy, TELEMETRY_ARGV, "reading Istio telemetry")

@@ -106,7 +106,7 @@ def wire_evidence(before, after, source_workload=None):
     whose traffic arrived without mTLS in the window. ``source_workload`` limits the verdict and the counts
     (not ``plaintext_sources``) to one client workload name.
     """
-    old, _ = parse(before)
+    old = parse(before)[0]
     new, signal = parse(after)
     result = {"verdict": "unknown", "basis": NO_SIGNAL, "mtls_requests": 0, "plaintext_requests": 0,
               "plaintext_sources": []}

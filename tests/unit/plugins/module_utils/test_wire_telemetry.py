@@ -106,7 +106,7 @@ def test_a_counter_that_went_down_is_no_verdict():
 
 
 def test_text_and_prometheus_forms_parse_to_the_same_series():
-    text_form, _ = parse(text_series(3))
+    text_form = parse(text_series(3))[0]
     assert list(text_form.values()) == [3.0]
     labels = dict(next(iter(text_form))[1])
     assert labels["connection_security_policy"] == "mutual_tls" and labels["source_workload"] == "productpage-v1"
