@@ -89,29 +89,35 @@ def kind(proc: dict, pod_netns: bool) -> str:
     return "apps (in pods)" if pod_netns else "lab daemons"
 
 
+def totals(procs: dict[int, dict], members: set[int]) -> dict[str, dict]:
+    """``{kind: {processes, rss_mib, pss_mib}}`` plus ``all``."""
+    host_netns = os.stat("/proc/self/ns/net").st_ino
+    found: dict[str, dict] = {}
+    for pid in members:
+        proc = procs[pid]
+        if proc["rss"] == 0:
+            continue
+        row = found.setdefault(kind(proc, proc["netns"] != host_netns), {"processes": 0, "rss_mib": 0.0,
+                                                                          "pss_mib": 0.0})
+        row["processes"] += 1
+        row["rss_mib"] += proc["rss"] / 1024
+        row["pss_mib"] += proc["pss"] / 1024
+    found["all"] = {key: sum(row[key] for row in found.values()) for key in ("processes", "rss_mib", "pss_mib")}
+    return found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     procs = processes()
-    members = lab_pids(procs)
-    host_netns = os.stat("/proc/self/ns/net").st_ino
-    totals: dict[str, dict] = {}
-    for pid in members:
-        proc = procs[pid]
-        if proc["rss"] == 0:
-            continue
-        name = kind(proc, proc["netns"] != host_netns)
-        row = totals.setdefault(name, {"processes": 0, "rss_mib": 0.0, "pss_mib": 0.0})
-        row["processes"] += 1
-        row["rss_mib"] += proc["rss"] / 1024
-        row["pss_mib"] += proc["pss"] / 1024
-    totals["all"] = {key: sum(row[key] for row in totals.values()) for key in ("processes", "rss_mib", "pss_mib")}
+    totals_by_kind = totals(procs, lab_pids(procs))
     if args.json:
-        print(json.dumps({k: {kk: round(vv, 1) for kk, vv in v.items()} for k, v in totals.items()}, indent=1))
+        print(json.dumps({k: {kk: round(vv, 1) for kk, vv in v.items()} for k, v in totals_by_kind.items()},
+                         indent=1))
         return 0
     print(f"{'kind':16s} {'processes':>9s} {'RSS MiB':>9s} {'PSS MiB':>9s}")
-    for name, row in sorted(totals.items(), key=lambda item: (item[0] == "all", item[0])):
+    for name, row in sorted(totals_by_kind.items(), key=lambda item: (item[0] == "all", item[0])):
         print(f"{name:16s} {row['processes']:9d} {row['rss_mib']:9.1f} {row['pss_mib']:9.1f}")
     return 0
 

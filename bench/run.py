@@ -31,7 +31,9 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
+import lab_memory  # noqa: E402
 import lab_start  # noqa: E402  (also puts lab/ on sys.path)
+import mesh_config_latency  # noqa: E402
 from meshlab_lab import paths  # noqa: E402
 
 LAB_STATE = REPO / ".lab"
@@ -128,6 +130,32 @@ def format_table(rows: list[tuple[str, float | None, str]]) -> str:
 
 
 # ---------------------------------------------------------------- lab-touching parts
+def bench_data_plane(result: dict, rounds: int = 20) -> list[tuple[str, float | None, str]]:
+    """Config push to the real Envoys of ``bookinfo`` (slowest sidecar per switch) and the lab's memory."""
+    rows = []
+    try:
+        samples = mesh_config_latency.lab_rounds("bookinfo", rounds, 30.0)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        print(f"config push not measured: {exc}", file=sys.stderr)
+        samples = {}
+    slowest = sorted(samples.get("(slowest sidecar per round)") or [])
+    if slowest:
+        median = slowest[len(slowest) // 2]
+        result["config_push"] = {"rounds": len(slowest), "median_s": median, "max_s": slowest[-1]}
+        rows.append((f"config push, API write -> all sidecars serve it (median of {len(slowest)})", median,
+                     f"max {slowest[-1]:.3f} s; {mesh_config_latency.__name__}"))
+    procs = lab_memory.processes()
+    totals = lab_memory.totals(procs, lab_memory.lab_pids(procs))
+    result["memory_mib"] = totals
+    for name in ("envoy", "all"):
+        row = totals.get(name)
+        if row:
+            rows.append((f"memory: {name} ({row['processes']} processes)", None,
+                         f"RSS {row['rss_mib']:.0f} MiB, PSS {row['pss_mib']:.0f} MiB"))
+    return rows
+
+
+
 def api_version() -> str | None:
     """The API server's version when `.lab/kubeconfig` exists and the API answers, else None."""
     if not KUBECONFIG.is_file():
@@ -234,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((f"  {mode} article's way from {source}", seen["seconds"], detail))
         result["modes"][mode] = run
 
+    rows += bench_data_plane(result)
     result["table"] = [{"metric": name.strip(), "seconds": seconds, "detail": detail}
                        for name, seconds, detail in rows]
     print()

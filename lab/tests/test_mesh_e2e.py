@@ -143,8 +143,8 @@ def control_plane():
     return smcps["items"][0] if smcps and smcps.get("items") else None
 
 
-@pytest.fixture
-def mesh_namespace(lab):
+def new_member_namespace() -> tuple[str, str]:
+    """A new namespace added to the SMMR ``default`` and labelled a member; skips without a control plane."""
     smcp = control_plane()
     if smcp is None:
         pytest.skip("no ServiceMeshControlPlane in the lab (operators addon not installed/run)")
@@ -157,6 +157,12 @@ def mesh_namespace(lab):
     kubectl("patch", "smmr", "default", "-n", cp_ns, "--type=merge", "-p", json.dumps({"spec": {"members": members}}))
     wait(lambda: (get_json("namespace", namespace) or {}).get("metadata", {}).get("labels", {}).get(
         "maistra.io/member-of") == cp_ns, "the namespace to become a mesh member", 60)
+    return namespace, cp_ns
+
+
+@pytest.fixture
+def mesh_namespace(lab):
+    namespace, cp_ns = new_member_namespace()
     yield namespace, cp_ns
     smmr = get_json("smmr", "default", "-n", cp_ns)
     if smmr:
@@ -234,18 +240,8 @@ def tools_deployment(ns, app, annotations=None):
 def envoy_mesh(lab):
     """details (sidecar, asks for TLS stats), productpage (sidecar, Istio's default stats), ``inside``
     (sidecar) and ``outside`` (another namespace, no sidecar) in a fresh mesh member namespace."""
-    smcp = control_plane()
-    if smcp is None:
-        pytest.skip("no ServiceMeshControlPlane in the lab (operators addon not installed/run)")
-    cp_ns = smcp["metadata"]["namespace"]
-    smmr = get_json("smmr", "default", "-n", cp_ns)
-    if smmr is None:
-        pytest.skip("no ServiceMeshMemberRoll default")
-    ns, outsider = new_namespace(), new_namespace()
-    members = sorted(set(smmr["spec"].get("members") or []) | {ns})
-    kubectl("patch", "smmr", "default", "-n", cp_ns, "--type=merge", "-p", json.dumps({"spec": {"members": members}}))
-    wait(lambda: (get_json("namespace", ns) or {}).get("metadata", {}).get("labels", {}).get(
-        "maistra.io/member-of") == cp_ns, "the namespace to become a mesh member", 60)
+    ns, _cp_ns = new_member_namespace()
+    outsider = new_namespace()
     inject = {"sidecar.istio.io/inject": "true"}
     apply(deployment(ns, "details", DETAILS_IMAGE, dict(inject, **{
         "sidecar.istio.io/statsInclusionPrefixes": STATS_PREFIXES})))

@@ -102,32 +102,24 @@ class Builder:
         log = dict(self.access_logs("destination", "tcp")[-1], filter={"response_flag_filter": {"flags": ["NR"]}})
         return {"access_log": [log]}
 
-    def downstream_tls(self) -> dict:
-        return {"name": "envoy.transport_sockets.tls", "typed_config": {
-            "@type": DOWNSTREAM_TLS,
-            "common_tls_context": {
-                "tls_params": TLS_PARAMS, "alpn_protocols": ["h2", "http/1.1"],
+    def common_tls(self, alpn: list[str]) -> dict:
+        """Workload certificate and mesh root over SDS, peers must carry a SPIFFE ID of the trust domain."""
+        return {"tls_params": TLS_PARAMS, "alpn_protocols": alpn,
                 "tls_certificate_sds_secret_configs": [self.sds("default")],
                 "combined_validation_context": {
-                    "default_validation_context": {
-                        "match_typed_subject_alt_names": [
-                            {"san_type": "URI", "matcher": {"prefix": f"spiffe://{TRUST_DOMAIN}/"}}]},
-                    "validation_context_sds_secret_config": self.sds("ROOTCA")}},
+                    "default_validation_context": {"match_typed_subject_alt_names": [
+                        {"san_type": "URI", "matcher": {"prefix": f"spiffe://{TRUST_DOMAIN}/"}}]},
+                    "validation_context_sds_secret_config": self.sds("ROOTCA")}}
+
+    def downstream_tls(self) -> dict:
+        return {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": DOWNSTREAM_TLS, "common_tls_context": self.common_tls(["h2", "http/1.1"]),
             "require_client_certificate": True}}
 
     def upstream_tls(self, cluster: dict) -> dict:
         alpn = CLIENT_HTTP_ALPNS if cluster.get("protocol", "HTTP") == "HTTP" else MTLS_TCP_ALPNS
         return {"name": "envoy.transport_sockets.tls", "typed_config": {
-            "@type": UPSTREAM_TLS,
-            "common_tls_context": {
-                "tls_params": TLS_PARAMS, "alpn_protocols": alpn,
-                "tls_certificate_sds_secret_configs": [self.sds("default")],
-                "combined_validation_context": {
-                    "default_validation_context": {
-                        "match_typed_subject_alt_names": [
-                            {"san_type": "URI", "matcher": {"prefix": f"spiffe://{TRUST_DOMAIN}/"}}]},
-                    "validation_context_sds_secret_config": self.sds("ROOTCA")}},
-            "sni": sni(cluster)}}
+            "@type": UPSTREAM_TLS, "common_tls_context": self.common_tls(alpn), "sni": sni(cluster)}}
 
     def hcm(self, stat_prefix: str, route_config: dict, reporter: str, **extra) -> dict:
         return {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
