@@ -161,6 +161,11 @@ def _wire_detail(wire):
         return "capture pod %s (deleted: %s): %d TCP streams, TLS handshakes %s, HTTP requests in clear %d" % (
             wire.get("capture_pod"), wire.get("capture_pod_deleted"), ev.get("tcp_streams", 0),
             ev.get("tls_handshakes") or {}, len(ev.get("http_requests") or []))
+    if wire.get("method") == "telemetry":
+        detail = ev.get("basis") or "no evidence"
+        if ev.get("plaintext_sources"):
+            detail += "; plaintext arrived from: %s" % ", ".join(ev["plaintext_sources"])
+        return detail
     parts = []
     for side in ("client", "server"):
         s = ev.get(side)

@@ -18,13 +18,13 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
+import socket
+import socketserver
 import urllib.parse
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ADMIN = "http://127.0.0.1:15000/"
+ADMIN_PORT = 15000
 AGENT_PORT = 15020
 DRAIN_TIME_S = "45"
 XDS_WAIT_S = 600.0
@@ -72,16 +72,47 @@ def istio_metrics(fmt: str, env=os.environ) -> str:
     return telemetry.metrics_from_file(proxy_folder(env) / xds.TELEMETRY_FILE, telemetry_local(identity(env)), fmt)
 
 
-def _admin(method: str, path: str, timeout: float = 30) -> tuple[int, bytes]:
-    url = ADMIN + path.lstrip("/")
-    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+def http_call(port: int, method: str, path: str, timeout: float = 30) -> tuple[int, bytes]:
+    """One HTTP/1.1 request to 127.0.0.1:<port> (``Connection: close``); ``(status, body)``, status 0 when
+    nothing answered.
+
+    Plain sockets on purpose: the agent runs next to every Envoy, and http.client/http.server would cost each
+    agent ~8 MB of resident memory (they pull in email and ssl)."""
+    request = (f"{method} /{path.lstrip('/')} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n"
+               "Connection: close\r\n\r\n").encode()
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as answer:
-            return answer.status, answer.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+            conn.sendall(request)
+            chunks = []
+            while chunk := conn.recv(65536):
+                chunks.append(chunk)
     except OSError as exc:
         return 0, str(exc).encode()
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    try:
+        status = int(lines[0].split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        return 0, b"no HTTP status line in the answer"
+    if any(line.lower().replace(b" ", b"") == b"transfer-encoding:chunked" for line in lines[1:]):
+        body = _unchunk(body)
+    return status, body
+
+
+def _unchunk(data: bytes) -> bytes:
+    out, rest = [], data
+    while rest:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            break
+        out.append(rest[:size])
+        rest = rest[size + 2:]
+    return b"".join(out)
+
+
+def _admin(method: str, path: str, timeout: float = 30) -> tuple[int, bytes]:
+    return http_call(ADMIN_PORT, method, path, timeout)
 
 
 def _stats_format(path: str) -> str | None:
@@ -132,14 +163,8 @@ def app_probe(probers: dict, path: str) -> int:
     if probe is None:
         return 404
     get = probe["httpGet"]
-    url = f"http://127.0.0.1:{int(get['port'])}{get.get('path') or '/'}"
-    try:
-        with urllib.request.urlopen(url, timeout=float(probe.get("timeoutSeconds") or 1)) as answer:
-            return 200 if 200 <= answer.status < 400 else 503
-    except urllib.error.HTTPError as exc:
-        return 200 if 200 <= exc.code < 400 else 503
-    except OSError:
-        return 503
+    status, _ = http_call(int(get["port"]), "GET", get.get("path") or "/", float(probe.get("timeoutSeconds") or 1))
+    return 200 if 200 <= status < 400 else 503
 
 
 def envoy_ready() -> bool:
@@ -147,33 +172,47 @@ def envoy_ready() -> bool:
     return status == 200 and body.strip() == b"LIVE"
 
 
-def serve_agent(probers: dict, port: int = AGENT_PORT) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server naming
-            path = self.path.split("?", 1)[0]
-            body, kind = b"", "text/plain"
-            if path == "/healthz/ready":
-                code = 200 if envoy_ready() else 503
-            elif path == "/stats/prometheus":
-                code, body = _admin("GET", "stats/prometheus")
-                code = code or 503
-                body += istio_metrics("prometheus").encode()
-                kind = "text/plain; version=0.0.4"
-            elif path.startswith("/app-health/"):
-                code = app_probe(probers, path)
-            else:
-                code = 404
-            self.send_response(code)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+def agent_answer(probers: dict, path: str) -> tuple[int, bytes]:
+    """What the agent port answers for ``path``: readiness, merged metrics, rewritten app probes."""
+    path = path.split("?", 1)[0]
+    if path == "/healthz/ready":
+        return (200 if envoy_ready() else 503), b""
+    if path == "/stats/prometheus":
+        code, body = _admin("GET", "stats/prometheus")
+        return (code or 503), body + istio_metrics("prometheus").encode()
+    if path.startswith("/app-health/"):
+        return app_probe(probers, path), b""
+    return 404, b""
 
-        def log_message(self, fmt, *args):
+
+class _AgentHandler(socketserver.StreamRequestHandler):
+    timeout = 30
+
+    def handle(self):
+        try:
+            parts = self.rfile.readline(8192).decode("latin-1").split()
+            while self.rfile.readline(8192).strip():  # the headers: not needed
+                pass
+        except OSError:
+            return
+        code, body = agent_answer(self.server.probers, parts[1]) if len(parts) >= 2 else (400, b"")
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(code, "Service Unavailable")
+        head = (f"HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        try:
+            self.wfile.write(head + body)
+        except OSError:
             pass
 
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
-    server.daemon_threads = True
+
+class _AgentServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def serve_agent(probers: dict, port: int = AGENT_PORT) -> socketserver.ThreadingTCPServer:
+    server = _AgentServer(("0.0.0.0", port), _AgentHandler)
+    server.probers = probers
     threading.Thread(target=server.serve_forever, name="agent", daemon=True).start()
     return server
 

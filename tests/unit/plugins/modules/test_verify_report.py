@@ -128,6 +128,16 @@ def test_checks_of_a_strict_cluster_pass():
     assert judged["verdict"] == "PASS", [c["reason"] for c in judged["checks"] if not c["passed"]]
 
 
+def test_telemetry_wire_detail_names_the_counts_and_the_plaintext_sources():
+    wire = {"method": "telemetry", "verdict": "mixed", "evidence": {
+        "basis": "istio_requests_total ... from productpage-v1 during the burst: +8 mutual_tls, +2 none",
+        "mtls_requests": 8, "plaintext_requests": 2, "plaintext_sources": ["bookinfo/legacy", "unknown"]}}
+    checks = rp.verify_checks(plan("STRICT", "STRICT", "ISTIO_MUTUAL"), STRICT_PROBE, STRICT_LISTENER, wire)
+    assert checks[4]["observed"] == "mixed" and not checks[4]["passed"]
+    assert "+8 mutual_tls, +2 none" in checks[4]["detail"]
+    assert "plaintext arrived from: bookinfo/legacy, unknown" in checks[4]["detail"]
+
+
 def test_missing_and_wrong_observations_fail_with_the_reason():
     checks = rp.verify_checks(plan("STRICT", "STRICT", "ISTIO_MUTUAL"),
                               {"failed": True, "msg": "no Running and Ready pod"},
