@@ -3,10 +3,12 @@
 # Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """What the verify role expects in a mode, and the report checks built from what it observed.
 
-``verify_plan`` turns the objects read from the cluster into expectations (through mtls_predict and
-kiali_mtls) and compares them with what the declared mode intends, so that a cluster whose objects
-drifted from the mode is reported as such. ``verify_checks`` pairs the plan with the results of
-mtls_probe, envoy_tls_info and mtls_wire_check into the report's check rows (docs/design.md).
+``verify_plan`` holds two things apart: what the declared mode **promises** (the README's mode table:
+the expected value of every behaviour row) and what the cluster's objects will make the mesh do (through
+mtls_predict and kiali_mtls), which the probes wait for so that they settle fast. The objects that break
+the promise are listed one by one (mtls_drift). ``verify_checks`` pairs the plan with the results of
+mtls_probe, envoy_tls_info and mtls_wire_check into the report's check rows (docs/design.md): behaviour
+rows are judged against the promise, and every drifted object is a FAIL row of its own.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -15,6 +17,7 @@ __metaclass__ = type
 
 from ansible_collections.meshlab.mtls.plugins.module_utils.k8s_exec import K8sExecError, pick_ready_pod
 from ansible_collections.meshlab.mtls.plugins.module_utils.kiali_mtls import namespace_mtls_status
+from ansible_collections.meshlab.mtls.plugins.module_utils.mtls_drift import drift as object_drift
 from ansible_collections.meshlab.mtls.plugins.module_utils.mtls_predict import expected_inbound_mode, predict
 from ansible_collections.meshlab.mtls.plugins.module_utils.probe_summary import expected_reachability, probe_detail
 
@@ -136,9 +139,7 @@ def verify_plan(mode, namespace, root_namespace, peer_authentications, destinati
 
     from_objects = dict(expect, listener=listener, wire=wire)
     intent = intended(mode, {n: c["sidecar"] for n, c in clients.items() if n != EXTERNAL})
-    drift = ["%s: the mode intends %s, the objects give %s (%s)"
-             % (key, intent[key], from_objects[key], (predictions.get(key) or {}).get("reason", "PeerAuthentication"))
-             for key in intent if intent[key] != from_objects[key]]
+    drift = object_drift(mode, namespace, root_namespace, pas, drs, pods, server_port, auto)
     canon_pas, canon_drs = canonical_objects(mode, namespace)
     return {
         "mode": mode, "namespace": namespace, "auto_mtls": auto,
@@ -177,6 +178,18 @@ def _wire_detail(wire):
     return "; ".join(parts) or "no evidence"
 
 
+def _promised(plan, key):
+    """The expected value of a behaviour row: the mode's promise (plans without one: the objects' prediction)."""
+    return (plan.get("intent") or plan["from_objects"])[key]
+
+
+def _because(plan, key, reason):
+    promised, predicted = _promised(plan, key), plan["from_objects"][key]
+    if promised == predicted:
+        return "%s promises it; %s" % (plan["mode"], reason)
+    return "%s promises %s, but the cluster's objects give %s: %s" % (plan["mode"], promised, predicted, reason)
+
+
 def _row(name, kind, source, target, expected, observed, detail):
     return {"name": name, "kind": kind, "source": source, "target": target, "expected": expected,
             "observed": observed, "detail": detail, "passed": expected == observed}
@@ -192,32 +205,39 @@ def verify_checks(plan, probe=None, listener=None, wire=None):
         p = rows.get(name)
         observed = p.get("observed", NOT_OBSERVED) if p else NOT_OBSERVED
         detail = (probe_detail(p) if p else (probe or {}).get("msg", "no probe result")) + \
-            " | expected because: " + plan["reasons"][name]
+            " | expected because: " + _because(plan, name, plan["reasons"][name])
         checks.append(_row("reachability %s" % name, "reachability", name, p["target"] if p else "-",
-                           plan["expect"][name], observed, detail))
+                           _promised(plan, name), observed, detail))
 
     lst = plan["listener"]
     modes = (listener or {}).get("inbound_modes") or {}
     observed = modes.get(lst["port"], modes.get("*", NOT_OBSERVED))
     checks.append(_row("listener %s:%s" % (lst["workload"], lst["port"]), "listener", "envoy",
-                       "%s:%s" % (lst["workload"], lst["port"]), lst["expected"], observed,
-                       "pod %s inbound modes %s" % ((listener or {}).get("pod"), _summary_text(modes) or
-                                                    (listener or {}).get("msg", "not read"))))
+                       "%s:%s" % (lst["workload"], lst["port"]), _promised(plan, "listener"), observed,
+                       "pod %s inbound modes %s | expected because: %s" % (
+                           (listener or {}).get("pod"), _summary_text(modes) or (listener or {}).get("msg", "not read"),
+                           _because(plan, "listener", "the PeerAuthentications give %s" % lst["expected"]))))
 
     w = plan["wire"]
     if wire and "verdict" in wire:
         wire_text = _wire_detail(wire)
     else:
         wire_text = (wire or {}).get("msg", "not checked")
-    checks.append(_row("wire %s -> %s" % (w["client"], w["server"]), "wire", w["client"], w["server"], w["expected"],
-                       (wire or {}).get("verdict", NOT_OBSERVED),
+    checks.append(_row("wire %s -> %s" % (w["client"], w["server"]), "wire", w["client"], w["server"],
+                       _promised(plan, "wire"), (wire or {}).get("verdict", NOT_OBSERVED),
                        "%s: %s | expected because: %s" % ((wire or {}).get("method", "-"), wire_text,
-                                                          plan["reasons"]["wire"])))
+                                                          _because(plan, "wire", plan["reasons"]["wire"]))))
 
-    checks.append(_row("config matches mode", "config", "cluster objects", plan["namespace"],
-                       _summary_text(plan["intent"]), _summary_text(plan["from_objects"]),
-                       "; ".join(plan["drift"]) or "the PeerAuthentications and DestinationRules give what %s intends"
-                       % plan["mode"]))
+    for item in plan["drift"]:
+        checks.append(_row("drift %s %s" % (item["object"], item["field"]), "config", "cluster objects",
+                           item["object"], item["wanted"], item["found"],
+                           "%s promises %s = %s; the object has %s; affects %s" % (
+                               plan["mode"], item["field"], item["wanted"], item["found"],
+                               ", ".join(item["affects"]) or "-")))
+    if not plan["drift"]:
+        checks.append(_row("config matches mode", "config", "cluster objects", plan["namespace"],
+                           _summary_text(plan["intent"]), _summary_text(plan["from_objects"]),
+                           "the PeerAuthentications and DestinationRules give what %s promises" % plan["mode"]))
     checks.append(_row("kiali namespace status", "config", "kiali (computed)", plan["namespace"],
                        plan["kiali"]["intended"], plan["kiali"]["computed"],
                        "auto mTLS %s; intended status from the objects %s is defined by"

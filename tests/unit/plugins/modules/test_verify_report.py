@@ -72,10 +72,79 @@ def test_plan_of_a_cluster_in_the_mode(mode, dr_mode, outside, wire):
 
 def test_drift_is_named_with_its_reason():
     got = plan("STRICT", "PERMISSIVE", "ISTIO_MUTUAL")
-    assert got["expect"]["outside-mesh"] == "success"
-    drifted = {line.split(":")[0] for line in got["drift"]}
-    assert drifted == {"outside-mesh", "listener"}
-    assert any("PERMISSIVE" in line for line in got["drift"])
+    assert got["expect"]["outside-mesh"] == "success"  # what the probes wait for: what the objects will do
+    assert got["intent"]["outside-mesh"] == "failure (reset)"  # what STRICT promises
+    assert got["drift"] == [{"object": "PeerAuthentication bookinfo/default", "field": "spec.mtls.mode",
+                             "wanted": "STRICT", "found": "PERMISSIVE",
+                             "affects": ["details", "inside-mesh", "productpage"]}]
+
+
+def drifted_checks(pas, drs, listener_mode="STRICT"):
+    """verify STRICT on these objects, with every source observed reaching productpage (what they allow)."""
+    observed = {"probes": [probe_row(name, "success", {"0": 10}, {"200": 10}, "success")
+                           for name in ("external", "inside-mesh", "outside-mesh")]}
+    got = rp.verify_plan("STRICT", NS, ROOT, pas, drs, SMCP, PODS, DEPLOYMENTS, GATEWAY, SOURCES)
+    return {c["name"]: c for c in rp.verify_checks(got, observed, {"inbound_modes": {
+        "9080": listener_mode}}, {"method": "telemetry", "verdict": "encrypted", "evidence": {}})}
+
+
+def test_namespace_policy_patched_by_hand_fails_by_name_and_by_behaviour():
+    """The tour done, PeerAuthentication bookinfo/default patched to PERMISSIVE, verify STRICT."""
+    checks = drifted_checks(*objects("PERMISSIVE", "ISTIO_MUTUAL"), listener_mode="PERMISSIVE")
+    row = checks["drift PeerAuthentication bookinfo/default spec.mtls.mode"]
+    assert (row["expected"], row["observed"], row["passed"]) == ("STRICT", "PERMISSIVE", False)
+    outside = checks["reachability outside-mesh"]
+    assert (outside["expected"], outside["observed"], outside["passed"]) == ("failure (reset)", "success", False)
+    assert "STRICT promises failure (reset), but the cluster's objects give success" in outside["detail"]
+    listener = checks["listener productpage:9080"]
+    assert (listener["expected"], listener["observed"], listener["passed"]) == ("STRICT", "PERMISSIVE", False)
+    assert "config matches mode" not in checks
+    assert verdict(list(checks.values()))["verdict"] == "FAIL"
+
+
+def test_workload_level_permissive_on_productpage_is_named():
+    pas, drs = objects("STRICT", "ISTIO_MUTUAL")
+    pas.append({"kind": "PeerAuthentication", "metadata": {"name": "productpage-open", "namespace": NS,
+                                                           "creationTimestamp": "2026-01-02T00:00:00Z"},
+                "spec": {"selector": {"matchLabels": {"app": "productpage"}}, "mtls": {"mode": "PERMISSIVE"}}})
+    checks = drifted_checks(pas, drs)
+    row = checks["drift PeerAuthentication bookinfo/productpage-open spec.mtls.mode"]
+    assert (row["expected"], row["observed"]) == ("STRICT", "PERMISSIVE")
+    assert "affects productpage" in row["detail"]
+    assert checks["reachability outside-mesh"]["expected"] == "failure (reset)"
+    assert not checks["reachability outside-mesh"]["passed"]
+
+
+def test_port_level_override_is_named_with_its_port():
+    pas, drs = objects("STRICT", "ISTIO_MUTUAL")
+    pas.append({"kind": "PeerAuthentication", "metadata": {"name": "details-port", "namespace": NS},
+                "spec": {"selector": {"matchLabels": {"app": "details"}}, "mtls": {"mode": "STRICT"},
+                         "portLevelMtls": {"9080": {"mode": "DISABLE"}}}})
+    names = [c["name"] for c in drifted_checks(pas, drs).values() if c["name"].startswith("drift")]
+    assert names == ["drift PeerAuthentication bookinfo/details-port spec.portLevelMtls.9080.mode"]
+
+
+def test_subset_destination_rule_with_tls_disable_is_named():
+    pas, drs = objects("STRICT", "ISTIO_MUTUAL")
+    drs.append({"kind": "DestinationRule", "metadata": {"name": "details", "namespace": NS},
+                "spec": {"host": "details", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}},
+                         "subsets": [{"name": "v1", "labels": {"version": "v1"},
+                                      "trafficPolicy": {"tls": {"mode": "DISABLE"}}},
+                                     {"name": "v2", "labels": {"version": "v2"}}]}})
+    checks = drifted_checks(pas, drs)
+    row = checks["drift DestinationRule bookinfo/details spec.subsets[v1].trafficPolicy.tls.mode"]
+    assert (row["expected"], row["observed"], row["passed"]) == ("ISTIO_MUTUAL", "DISABLE", False)
+    assert "details (subset v1)" in row["detail"]
+    assert [n for n in checks if n.startswith("drift")] == [row["name"]]  # v2 inherits ISTIO_MUTUAL
+
+
+def test_missing_namespace_policy_names_the_mesh_wide_one():
+    pas, drs = objects("STRICT", "ISTIO_MUTUAL")
+    mesh = {"kind": "PeerAuthentication", "metadata": {"name": "default", "namespace": ROOT},
+            "spec": {"mtls": {"mode": "PERMISSIVE"}}}
+    rows = [c for c in drifted_checks([mesh], drs).values() if c["name"].startswith("drift")]
+    assert [(r["name"], r["observed"]) for r in rows] == [
+        ("drift PeerAuthentication bookinfo/default spec.mtls.mode", "absent (istio-system/default gives PERMISSIVE)")]
 
 
 def test_plan_refuses_missing_workloads_and_bad_mode():
