@@ -14,6 +14,7 @@ CHECK_KINDS = ("reachability", "listener", "wire", "config")
 CHECK_FIELDS = ("name", "kind", "source", "target", "expected", "observed", "detail")
 TABLE_COLUMNS = ("MODE", "CHECK", "EXPECTED", "OBSERVED", "RESULT")
 MAX_CELL = 48
+MAX_NAME = 80  # check names are identifiers (a drift row names the object and the field): cut them late
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
@@ -80,15 +81,15 @@ def verdict(checks):
     }
 
 
-def _cell(value):
+def _cell(value, limit=MAX_CELL):
     text = " ".join(_text(value).split())
-    return text if len(text) <= MAX_CELL else text[:MAX_CELL - 3] + "..."
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def render_verdict_table(mode, checks):
     """Fixed-width plain-text table with one row per check and a summary line."""
     report = verdict(checks)
-    rows = [[_cell(mode), _cell(check["name"]), _cell(check["expected"]), _cell(check["observed"]),
+    rows = [[_cell(mode), _cell(check["name"], MAX_NAME), _cell(check["expected"]), _cell(check["observed"]),
              "PASS" if check["passed"] else "FAIL"] for check in report["checks"]]
     widths = [max([len(col)] + [len(row[i]) for row in rows]) for i, col in enumerate(TABLE_COLUMNS)]
 
