@@ -158,6 +158,8 @@ def _summary_text(values):
 
 def _wire_detail(wire):
     ev = wire.get("evidence") or {}
+    if wire.get("method") == "capture" and ev.get("basis"):
+        return ev["basis"]
     if wire.get("method") == "capture":
         return "capture pod %s (deleted: %s): %d TCP streams, TLS handshakes %s, HTTP requests in clear %d" % (
             wire.get("capture_pod"), wire.get("capture_pod_deleted"), ev.get("tcp_streams", 0),

@@ -113,7 +113,7 @@ class WireCheck:
 
     # ------------------------------------------------------------------ capture
 
-    def capture_check(self):
+    def capture_check(self, check_mode=False):
         server = self.pod_of(self.opts["server"])
         app = self.opts["server"]["container"] or next(
             (c for c in container_names(server) if c != self.opts["proxy_container"]), None)
@@ -121,10 +121,16 @@ class WireCheck:
         cid = container_id(server, app)
         name = "meshlab-capture-" + os.urandom(4).hex()
         ns = self.opts["capture_namespace"] or server["metadata"]["namespace"]
-        manifest = capture_pod_manifest(name, ns, (server.get("spec") or {}).get("nodeName"),
-                                        self.opts["capture_image"])
+        node = (server.get("spec") or {}).get("nodeName")
+        manifest = capture_pod_manifest(name, ns, node, self.opts["capture_image"])
         result = {"method": "capture", "capture_pod": name, "capture_pod_deleted": False,
                   "pods": {"server": server["metadata"]["name"]}}
+        if check_mode:  # a privileged pod is a change to the cluster: say what would happen, create nothing
+            result.update(verdict="unknown", evidence={"basis": (
+                "check mode: would create privileged pod %s/%s (hostPID, image %s) on node %s and capture "
+                "container %s of %s on port %s" % (ns, name, self.opts["capture_image"], node, app,
+                                                   server["metadata"]["name"], self.opts["port"]))})
+            return result
         self.api.create_namespaced_pod(ns, manifest)
         deleted = None
         try:

@@ -29,7 +29,8 @@ description:
   - With O(method=capture) (privileged) it starts a temporary privileged pod (C(hostPID), C(hostNetwork))
     on the server pod's node, runs C(tcpdump) in the server container's network namespace while the burst
     is sent, reads the capture back and classifies it. The temporary pod is always deleted, also on failure;
-    because it leaves nothing behind it also runs in check mode.
+    in check mode nothing is created: the verdict is C(unknown) and C(evidence.basis) says which pod would
+    have been created where.
   - Never reports a change.
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
@@ -255,11 +256,12 @@ def main():
     try:
         api, apps_api = core_and_apps_api(get_api_client(module))
         check = WireCheck(api, apps_api, opts)
-        run = {"capture": check.capture_check, "stats": check.stats_check,
+        run = {"capture": lambda: check.capture_check(module.check_mode), "stats": check.stats_check,
                "telemetry": check.telemetry_check}[opts["method"]]
         expect = opts["expect"]
+        dry = module.check_mode and opts["method"] == "capture"  # nothing to repeat: it only says what it would do
         result, converged, after, attempts = poll_until(
-            run, lambda got: not expect or got["verdict"] in expect, opts["wait_timeout"])
+            run, lambda got: not expect or got["verdict"] in expect, 0 if dry else opts["wait_timeout"])
     except (K8sExecError, CaptureError, StatsError, TelemetryError, PcapError) as exc:
         module.fail_json(msg=str(exc))
     except CoreException as exc:

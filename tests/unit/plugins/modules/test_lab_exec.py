@@ -126,6 +126,20 @@ def test_capture_of_plaintext_between_two_pods_and_capture_pod_cleanup(lab_pod, 
     assert all(p.metadata.deletion_timestamp for p in pods)
 
 
+def test_capture_in_check_mode_creates_nothing_and_says_what_it_would_do(lab_pod):
+    core, ns, _pod = lab_pod
+    from kubernetes import client, watch
+
+    since = core.list_namespaced_pod(ns).metadata.resource_version
+    check = WireCheck(core, client.AppsV1Api(core.api_client), wire_options(ns))
+    result = check.capture_check(check_mode=True)
+    assert result["verdict"] == "unknown"
+    assert "check mode: would create privileged pod %s/meshlab-capture-" % ns in result["evidence"]["basis"]
+    # the API server's own record: no pod was created in the namespace since the call began
+    events = list(watch.Watch().stream(core.list_namespaced_pod, ns, resource_version=since, timeout_seconds=2))
+    assert [e["object"].metadata.name for e in events if e["type"] == "ADDED"] == []
+
+
 def test_stats_method_needs_a_server_sidecar(lab_pod):
     core, ns, _pod = lab_pod
     from kubernetes import client
