@@ -29,7 +29,7 @@ description:
   - With O(method=capture) (privileged) it starts a temporary privileged pod (C(hostPID), C(hostNetwork))
     on the server pod's node, runs C(tcpdump) in the server container's network namespace while the burst
     is sent, reads the capture back and classifies it. The temporary pod is always deleted, also on failure;
-    in check mode nothing is created: the verdict is C(unknown) and C(evidence.basis) says which pod would
+    in check mode nothing is created, the verdict is C(unknown) and C(evidence.basis) says which pod would
     have been created where.
   - Never reports a change.
 extends_documentation_fragment:
